@@ -1,0 +1,30 @@
+"""One text format for every stored time, so SQL string comparison orders them correctly."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def to_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_epoch(seconds: float) -> str:
+    return to_iso(datetime.fromtimestamp(seconds, UTC))
+
+
+def now_iso() -> str:
+    return to_iso(datetime.now(UTC))
+
+
+def parse_iso(text: str) -> datetime:
+    """Accept our own format and any ISO-8601 a resolver may send (naive means UTC)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def to_epoch(text: str) -> float:
+    return parse_iso(text).timestamp()

@@ -1,0 +1,34 @@
+"""Fixtures shared by the core tests and every integration's tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.db import open_database
+from bridge.mappings import MappingStore
+from bridge.strm import Library
+
+
+@pytest.fixture
+def library_root(tmp_path: Path) -> Path:
+    root = tmp_path / "library"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def library(library_root: Path) -> Library:
+    return Library([str(library_root)])
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = open_database(tmp_path / "data" / "strm-bridge.db")
+    yield database
+    database.conn.close()
+
+
+@pytest.fixture
+def store(db) -> MappingStore:
+    return MappingStore(db)
