@@ -1,0 +1,154 @@
+"""The manual API under /api: mappings now; refresh, jobs, rescans and cache are added by their modules."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from bridge.errors import ApiError, bad_request
+from bridge.probe import expiry_iso
+from bridge.mappings import IDENTITY_FIELDS, STATES, Mapping
+from bridge.strm import StrmError
+from bridge.timeutil import parse_iso, to_iso
+
+MAX_PAGE = 1000
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except web.HTTPException:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"body is not valid JSON: {exc}", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("body must be a JSON object", "invalid_json")
+    return body
+
+
+def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise bad_request(f"query parameter {name} must be between {low} and {high}")
+    return value
+
+
+def public_mapping(mapping: Mapping) -> dict[str, Any]:
+    return dict(mapping)
+
+
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be a string", "invalid_field")
+    return value
+
+
+def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise bad_request(f"{name} must be an integer", "invalid_field")
+    return value
+
+
+def mapping_from_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a registration body; raises ApiError(400) naming the offending field."""
+    allowed = {"strm_path", "resolved_url", *IDENTITY_FIELDS, "provider_used", "source_url", "resolved_headers", "expires_at"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown field(s): {', '.join(unknown)}", "invalid_field")
+    for required in ("strm_path", "resolved_url"):
+        if not body.get(required):
+            raise bad_request(f"{required} is required", "missing_field")
+    fields: dict[str, Any] = {
+        "strm_path": _optional_str(body, "strm_path"),
+        "resolved_url": _optional_str(body, "resolved_url"),
+        "site": _optional_str(body, "site"),
+        "slug": _optional_str(body, "slug"),
+        "season": _optional_int(body, "season"),
+        "episode": _optional_int(body, "episode"),
+        "language": _optional_str(body, "language"),
+        "provider": _optional_str(body, "provider") or "",
+    }
+    for name in ("provider_used", "source_url"):
+        if name in body:
+            fields[name] = _optional_str(body, name)
+    headers = body.get("resolved_headers")
+    if headers is not None:
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise bad_request("resolved_headers must be an object of string values", "invalid_field")
+        fields["resolved_headers"] = headers
+    if body.get("expires_at") is not None:
+        try:
+            fields["expires_at"] = to_iso(parse_iso(str(body["expires_at"])))
+        except ValueError:
+            raise bad_request("expires_at must be an ISO-8601 time", "invalid_field") from None
+    return fields
+
+
+def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
+    async def list_mappings(request: web.Request) -> web.Response:
+        services = request.app[key]
+        state = request.query.get("state")
+        if state and state not in STATES:
+            raise bad_request(f"state must be one of {', '.join(STATES)}")
+        limit = query_int(request, "limit", 100, 1, MAX_PAGE)
+        offset = query_int(request, "offset", 0, 0, 2**62)
+        rows, total = services.store.search(
+            path=request.query.get("path") or None,
+            slug=request.query.get("slug") or None,
+            season=query_int(request, "season", None, 0, 100_000),
+            state=state or None,
+            limit=limit or 100,
+            offset=offset or 0,
+        )
+        return web.json_response(
+            {"items": [public_mapping(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        )
+
+    async def get_mapping(request: web.Request) -> web.Response:
+        services = request.app[key]
+        try:
+            mapping_id = int(request.match_info["id"])
+        except ValueError:
+            raise bad_request("mapping id must be an integer") from None
+        mapping = services.store.get(mapping_id)
+        if mapping is None:
+            raise ApiError(404, "not_found", f"no mapping with id {mapping_id}")
+        result = public_mapping(mapping)
+        result["refresh_log"] = services.store.refresh_history(mapping_id, limit=20)
+        return web.json_response(result)
+
+    async def post_mapping(request: web.Request) -> web.Response:
+        services = request.app[key]
+        fields = mapping_from_body(await read_json_object(request))
+        if isinstance(fields["strm_path"], str) and ".." not in fields["strm_path"].split("/"):
+            fields["strm_path"] = os.path.normpath(fields["strm_path"])
+        try:
+            services.library.check_writable(fields["strm_path"], fields["resolved_url"])
+        except StrmError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        if "expires_at" not in fields:
+            fields["expires_at"] = expiry_iso(fields["resolved_url"])
+        existed = services.store.by_path(fields["strm_path"]) is not None
+        fields.setdefault("state", "ok")
+        mapping = services.store.upsert(fields)
+        return web.json_response(public_mapping(mapping), status=200 if existed else 201)
+
+    app.router.add_get("/api/mappings", list_mappings)
+    app.router.add_post("/api/mappings", post_mapping)
+    app.router.add_get("/api/mappings/{id}", get_mapping)

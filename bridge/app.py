@@ -1,0 +1,126 @@
+"""The aiohttp application: middlewares (errors, auth, body limit), routes and the service lifecycle."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from bridge import api
+from bridge.auth import presented_token, token_matches
+from bridge.errors import ApiError, error_response
+from bridge.redact import redact_text
+from bridge.services import Services
+
+log = logging.getLogger(__name__)
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+OPEN_PATHS = ("/healthz",)
+
+
+def accepted_tokens(services: Services, path: str) -> list[str] | None:
+    """Which tokens open this path; None means the path needs none."""
+    if path in OPEN_PATHS or path.startswith("/play/") or path.startswith("/static/"):
+        return None
+    if path.startswith("/webhooks/"):
+        source = path.split("/")[2]
+        section = getattr(services.config, source, None)
+        own = getattr(section, "webhook_token", "") if section is not None else ""
+        return [own, services.api_token]
+    return [services.api_token]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.error, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_") if exc.reason else "error"
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", type(exc).__name__)
+    return response
+
+
+def auth_middleware_for(services: Services) -> Callable[..., Any]:
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        accepted = accepted_tokens(services, request.path)
+        if accepted is not None and not token_matches(presented_token(request), accepted):
+            raise ApiError(401, "unauthorized", "missing or wrong token (Authorization: Bearer, X-Api-Key or ?token=)")
+        return await handler(request)
+
+    return auth_middleware
+
+
+def body_limit_middleware_for(services: Services) -> Callable[..., Any]:
+    @web.middleware
+    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        limit = services.body_limit_for(request.path)
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        return await handler(request)
+
+    return body_limit_middleware
+
+
+class RedactingAccessLogger(AbstractAccessLogger):
+    """Access lines without query strings: Plex puts its token there."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1fms", request.remote, request.method, redact_text(request.path), response.status, time * 1000
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    services.store.conn.execute("select 1").fetchone()
+    return web.json_response({"status": "ok", "mappings": services.store.count()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    body = generate_latest(request.app[SERVICES].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware_for(services), body_limit_middleware_for(services)],
+        client_max_size=services.config.server.max_body_bytes,
+    )
+    app[SERVICES] = services
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    api.add_routes(app, SERVICES)
+    for add_routes in services.route_adders:
+        add_routes(app, SERVICES)
+
+    async def on_startup(app: web.Application) -> None:
+        await services.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await services.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)

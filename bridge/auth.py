@@ -1,0 +1,54 @@
+"""Request authentication and the first-start API token."""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+TOKEN_FILE_NAME = "api-token"
+
+
+def presented_token(request: web.Request) -> str | None:
+    """The token from `Authorization: Bearer`, `X-Api-Key` or `?token=` (Plex can only send the last)."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    key = request.headers.get("X-Api-Key")
+    if key:
+        return key.strip()
+    return request.query.get("token")
+
+
+def token_matches(presented: str | None, accepted: list[str]) -> bool:
+    if not presented:
+        return False
+    given = presented.encode()
+    ok = False
+    for token in accepted:
+        if token:
+            ok |= hmac.compare_digest(given, token.encode())  # no early exit: same time whichever matches
+    return ok
+
+
+def ensure_api_token(configured: str, db_path: str | os.PathLike[str]) -> str:
+    """Use the configured token; otherwise load the stored one, or generate, store and print it once."""
+    if configured:
+        return configured
+    path = Path(db_path).parent / TOKEN_FILE_NAME
+    try:
+        stored = path.read_text().strip()
+        if stored:
+            return stored
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    print(f"strm-bridge: generated an API token, stored in {path} (shown only this once):\n  {token}", file=sys.stderr, flush=True)
+    return token

@@ -1,0 +1,177 @@
+"""The `strm-bridge` command. Every subcommand takes --config; errors end in one line and exit status 2."""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+import click
+
+from bridge.config import Config, ConfigError, load_config
+
+CONFIG_HELP = "TOML configuration file (default: $STRM_BRIDGE_CONFIG, else embedded defaults)."
+
+
+def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --config and hand the loaded Config to the command; a bad file ends with one clear line."""
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
+    @functools.wraps(func)
+    def wrapper(config_path: str | None, **kwargs: Any) -> Any:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration error: {exc}") from None
+        return func(config, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Keep .strm libraries playable: heal expired URLs and make the media server use them."""
+
+
+@main.command()
+@with_config
+@click.option("--host", default=None, help="Override server.host.")
+@click.option("--port", type=int, default=None, help="Override server.port.")
+def serve(config: Config, host: str | None, port: int | None) -> None:
+    """Run the service (webhooks, manual API, background refresh)."""
+    from aiohttp import web
+
+    from bridge.app import RedactingAccessLogger, create_app
+    from bridge.wiring import build_services
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    services = build_services(config)
+    app = create_app(services)
+    bind_host = host or config.server.host
+    bind_port = port or config.server.port
+    print(f"strm-bridge listening on http://{bind_host}:{bind_port} (database {config.database.path})", flush=True)
+    web.run_app(
+        app,
+        host=bind_host,
+        port=bind_port,
+        shutdown_timeout=config.server.shutdown_timeout_seconds,
+        access_log_class=RedactingAccessLogger,
+        print=None,
+    )
+
+
+@main.command()
+@with_config
+@click.option("--list", "list_only", is_flag=True, help="Show applied and pending steps; change nothing.")
+def migrate(config: Config, list_only: bool) -> None:
+    """Apply pending schema migrations (serve does this too)."""
+    from bridge.db import connect, migration_status, open_database
+
+    db = connect(config.database.path) if list_only else open_database(config.database.path)
+    applied, pending = migration_status(db)
+    if not list_only:
+        click.echo(f"database {config.database.path} is at the latest schema")
+    for name, when in applied:
+        click.echo(f"[x] {name}  (applied {when})")
+    for name in pending:
+        click.echo(f"[ ] {name}  (pending)")
+
+
+@main.group()
+def mappings() -> None:
+    """Look at the mapping store."""
+
+
+def _store(config: Config):  # type: ignore[no-untyped-def]
+    from bridge.db import open_database
+    from bridge.mappings import MappingStore
+
+    return MappingStore(open_database(config.database.path))
+
+
+TABLE_COLUMNS = ("id", "state", "season", "episode", "slug", "provider_used", "expires_at", "strm_path")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no mappings)"
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in TABLE_COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(TABLE_COLUMNS, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@mappings.command("list")
+@with_config
+@click.option("--path", default=None, help="Only files under this path prefix.")
+@click.option("--slug", default=None)
+@click.option("--season", type=int, default=None)
+@click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "unknown"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def mappings_list(config: Config, path: str | None, slug: str | None, season: int | None, state: str | None,
+                  limit: int, offset: int, as_json: bool) -> None:
+    """List mappings as a table (or JSON)."""
+    rows, total = _store(config).search(path=path, slug=slug, season=season, state=state, limit=limit, offset=offset)
+    if as_json:
+        click.echo(json.dumps({"items": rows, "total": total}, indent=2, default=str))
+    else:
+        click.echo(_table(rows))
+        click.echo(f"{len(rows)} of {total} mapping(s)")
+
+
+@mappings.command("show")
+@with_config
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def mappings_show(config: Config, ref: str, as_json: bool) -> None:
+    """Show one mapping by id or .strm path, with its recent refreshes."""
+    store = _store(config)
+    mapping = store.get(int(ref)) if ref.isdigit() else store.by_path(ref)
+    if mapping is None:
+        raise click.ClickException(f"no mapping {ref!r}")
+    history = store.refresh_history(mapping["id"], limit=10)
+    if as_json:
+        click.echo(json.dumps({**mapping, "refresh_log": history}, indent=2, default=str))
+        return
+    for key, value in mapping.items():
+        click.echo(f"{key:>17}: {'' if value is None else value}")
+    if history:
+        click.echo("recent refreshes:")
+        for entry in history:
+            click.echo(f"  {entry['finished_at']}  {entry['trigger']:<8} {entry['outcome']:<10} {entry['error'] or ''}")
+
+
+@main.command("import")
+@with_config
+@click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--site", default=None, help="Site for files whose identity comes from the file name (e.g. aniworld.to).")
+@click.option("--slug", default=None, help="Series slug for these folders (default: from the series folder name).")
+@click.option("--language", default=None, help="Language for these files (e.g. 'German Dub').")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
+def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str | None, language: str | None,
+            as_json: bool, progress: bool | None) -> None:
+    """Adopt existing .strm files under ROOTS into the mapping store (idempotent)."""
+    from tqdm import tqdm
+
+    from bridge.importer import import_tree
+    from bridge.probe import expiry_iso
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    bar = (lambda items: tqdm(items, unit="file", desc="import", file=sys.stderr)) if show_bar else None
+    report = import_tree(_store(config), roots, site=site, slug=slug, language=language, progress=bar,
+                         predict_expiry=expiry_iso)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"found {report.found}, created {report.created}, updated {report.updated}, "
+                   f"unchanged {report.unchanged}, errors {len(report.errors)}")
+        for path, error in report.errors:
+            click.echo(f"  could not import {path}: {error}", err=True)
+    if report.errors and report.created + report.updated + report.unchanged == 0:
+        sys.exit(1)
+

@@ -1,0 +1,60 @@
+"""Keeping secrets out of logs: URL query strings and known tokens are masked before anything is written."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+_TOKEN_PARAM = re.compile(r"((?:token|api_key|apikey|x-plex-token|sig|signature)=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and path (enough to debug); drop the query, where signatures and tokens live."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    query = "…" if parts.query else ""
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    text = _TOKEN_PARAM.sub(r"\1…", text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "…")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Installed on the root handlers so no module can leak a token or a signed URL by accident."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact_text(message, self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text, self.secrets)
+        return True
+
+
+def install(secrets: Iterable[str]) -> RedactingFilter:
+    log_filter = RedactingFilter(secrets)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in root.handlers:
+        handler.addFilter(log_filter)
+    return log_filter

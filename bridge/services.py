@@ -1,0 +1,52 @@
+"""Everything one running bridge holds, built from the configuration and started/stopped with the app.
+
+The core wires only itself here; integrations add their routes, locators and targets through
+`bridge.wiring`, which is the one place that knows which integrations exist.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from sqlite_utils import Database
+
+from bridge.config import Config
+from bridge.mappings import MappingStore
+from bridge.metrics import Metrics
+from bridge.strm import Library
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    api_token: str
+    store: MappingStore = field(init=False)
+    library: Library = field(init=False)
+    metrics: Metrics = field(default_factory=Metrics)
+    route_adders: list[Callable[..., None]] = field(default_factory=list)
+    body_limits: dict[str, int] = field(default_factory=dict)
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    components: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.store = MappingStore(self.db)
+        self.library = Library(self.config.library.roots, self.config.library.anchors)
+
+    def body_limit_for(self, path: str) -> int:
+        return self.body_limits.get(path, self.config.server.max_body_bytes)
+
+    async def start(self) -> None:
+        for starter in self.starters:
+            await starter()
+
+    async def stop(self) -> None:
+        for stopper in reversed(self.stoppers):
+            try:
+                await stopper()
+            except Exception:  # one failing component must not keep the others running
+                log.exception("error while stopping")
