@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bridge import api
+from bridge import api, api_refresh
 from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
 from bridge.redact import redact_text
@@ -108,6 +107,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     api.add_routes(app, SERVICES)
+    api_refresh.add_routes(app, SERVICES)
     for add_routes in services.route_adders:
         add_routes(app, SERVICES)
 
@@ -121,6 +121,3 @@ def create_app(services: Services) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     return app
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

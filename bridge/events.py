@@ -30,7 +30,7 @@ class PlaybackEvent:
     hints: dict[str, Any] = field(default_factory=dict)
     """Identity hints: series, season, episode, provider ids, guid, section id, URL..."""
     raw_kind: str = ""
-    received_at: float = field(default_factory=time.monotonic)
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)

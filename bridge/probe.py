@@ -187,8 +187,8 @@ _MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 _GENERIC_EXPIRY_PARAMS = ("exp", "expires", "expire", "expiry")
 _DIGITS = re.compile(r"[0-9]+")
-_IPV4_PREFIX = re.compile(r"\d{1,3}(\.\d{1,3}){1,3}(/\d{1,2})?")
-_IPV6ISH = re.compile(r"[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}(/\d{1,3})?", re.IGNORECASE)
+_IPV4_PREFIX = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){1,3}(/[0-9]{1,2})?")
+_IPV6ISH = re.compile(r"[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}(/[0-9]{1,3})?", re.IGNORECASE)
 _GOOGLEVIDEO_PATH_PARAM = re.compile(r"/(expire|ip)/([^/]+)")
 
 
@@ -206,12 +206,12 @@ def predict_expiry(
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
+        host = (parts.hostname or "").lower()
     except ValueError:
         return None
     reference_now = time.time() if now is None else float(now)
     issued = _epoch_of(resolved_at)
     base = reference_now if issued is None else issued
-    host = (parts.hostname or "").lower()
     path = parts.path or ""
 
     params: dict[str, list[str]] = {}
@@ -284,11 +284,12 @@ def predict_expiry(
             guess = _generic_expiry(value, base=base, now=reference_now)
             if guess is None:
                 continue
-            if issued is not None and guess <= issued + _ISSUE_SLACK:
+            moment, absolute = guess
+            if absolute and issued is not None and moment <= issued + _ISSUE_SLACK:
                 # A resolver does not hand out links that are already dead: a bare "expiry" at or before the
                 # resolution is an issue time (Doodstream behind a CDN host that does not say "dood").
                 continue
-            add(guess)
+            add(moment)
 
     return min(candidates) if candidates else None
 
@@ -309,6 +310,7 @@ def egress_bound(url: str) -> bool:
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
+        host = (parts.hostname or "").lower()
     except ValueError:
         return False
     for name, value in query:
@@ -320,7 +322,6 @@ def egress_bound(url: str) -> bool:
             return True
         if key == "i" and (_IPV4_PREFIX.fullmatch(value) or _IPV6ISH.fullmatch(value)):
             return True
-    host = (parts.hostname or "").lower()
     if host == "googlevideo.com" or host.endswith(".googlevideo.com"):
         for name, value in _GOOGLEVIDEO_PATH_PARAM.findall(parts.path or ""):
             if name == "ip" and value:
@@ -336,7 +337,8 @@ def _epoch_of(value: float | str | None) -> float | None:
             return to_epoch(value)
         except ValueError:
             return None
-    return float(value)
+    moment = float(value)
+    return moment if math.isfinite(moment) else None
 
 
 def _sane(epoch: float) -> bool:
@@ -356,17 +358,18 @@ def _add_absolute(add: Callable[[float], None], value: str) -> None:
         add(float(number))
 
 
-def _generic_expiry(value: str, *, base: float, now: float) -> float | None:
+def _generic_expiry(value: str, *, base: float, now: float) -> tuple[float, bool] | None:
+    """(moment, absolute): absolute epochs and relative TTLs need different sanity checks afterwards."""
     number = _int(value)
     if number is None:
         return None
     if len(value) == 13:
-        number_s = number / 1000.0
-        return number_s if now - _YEAR <= number_s <= now + _MONTH else None
+        seconds = number / 1000.0
+        return (seconds, True) if now - _YEAR <= seconds <= now + _MONTH else None
     if len(value) == 10 and now - _YEAR <= number <= now + _MONTH:
-        return float(number)
+        return float(number), True
     if 0 < number <= _MAX_TTL:
-        return base + number
+        return base + number, False
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from sqlite_utils import Database
 
@@ -15,6 +15,14 @@ from bridge.config import Config
 from bridge.mappings import MappingStore
 from bridge.metrics import Metrics
 from bridge.strm import Library
+
+if TYPE_CHECKING:
+    from bridge.cache import ResolveCache
+    from bridge.jobs import JobRunner
+    from bridge.processor import EventProcessor
+    from bridge.refresh import RefreshPipeline
+    from bridge.rescan import RescanQueue
+    from bridge.sweep import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,12 @@ class Services:
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     components: dict[str, Any] = field(default_factory=dict)
+    pipeline: "RefreshPipeline" = field(init=False)
+    rescan: "RescanQueue" = field(init=False)
+    jobs: "JobRunner" = field(init=False)
+    sweeper: "Sweeper" = field(init=False)
+    processor: "EventProcessor" = field(init=False)
+    cache: "ResolveCache" = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)

@@ -5,12 +5,22 @@ This is the only module that imports integrations, so the core stays free of Jel
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bridge.auth import ensure_api_token
-from bridge.config import Config
+from bridge.cache import ResolveCache
+from bridge.config import Config, ConfigError
 from bridge.db import open_database
+from bridge.events import FailureDetector
+from bridge.jobs import JobRunner
+from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
+from bridge.refresh import RefreshPipeline
+from bridge.rescan import RescanQueue, Target
+from bridge.resolvers.base import Resolver
+from bridge.resolvers.registry import create_chain
 from bridge.services import Services
+from bridge.sweep import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +45,73 @@ def secrets_of(config: Config, api_token: str) -> list[str]:
     return [v for v in values if v]
 
 
-def build_services(config: Config, *, api_token: str | None = None) -> Services:
+def build_resolvers(config: Config) -> list[Resolver]:
+    try:
+        return create_chain(config.refresh.resolvers, config.resolvers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def build_services(config: Config, *, api_token: str | None = None, resolvers: list[Resolver] | None = None,
+                   extra_targets: dict[str, Target] | None = None) -> Services:
+    """`resolvers` and `extra_targets` let tests and benchmarks plug in-process ones beside the configured."""
+    chain = resolvers if resolvers is not None else build_resolvers(config)
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     install_redaction(secrets_of(config, token))
     services = Services(config=config, db=db, api_token=token)
+    services.cache = ResolveCache(config.cache.ttl_seconds)
+    targets: dict[str, Target] = {}
+    locators: dict[str, Locator] = {}
+    _wire_integrations(services, targets, locators)
+    targets.update(extra_targets or {})
+    services.rescan = RescanQueue(db, targets, services.library)
+    services.pipeline = RefreshPipeline(
+        services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
+        on_rewritten=services.rescan.enqueue_for,
+    )
+    services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
+    services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
+                               margin_seconds=config.refresh.sweep_margin_seconds,
+                               concurrency=config.refresh.concurrency)
+    services.processor = EventProcessor(
+        db, FailureDetector(config.detector.failure_window_seconds, config.detector.max_position_seconds),
+        services.pipeline, locators=locators, probe_on_start=config.detector.probe_on_start,
+        use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
+    )
 
-    async def close_db() -> None:
+    async def start() -> None:
+        recovered = services.pipeline.recover()
+        if recovered:
+            log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
+        services.processor.prune(config.database.events_retention_days)
+        replayed = services.processor.replay_unprocessed()
+        if replayed:
+            log.info("replaying %d unprocessed event(s)", replayed)
+        services.processor.start()
+        services.rescan.start()
+        resumed = services.jobs.resume_all()
+        if resumed:
+            log.info("resumed %d refresh job(s)", len(resumed))
+        services.sweeper.start()
+
+    async def stop() -> None:
+        await services.sweeper.stop()
+        await services.jobs.stop()
+        await services.processor.stop()
+        await services.rescan.stop()
+        await services.pipeline.close()
         db.conn.close()
 
-    services.stoppers.append(close_db)
+    services.starters.append(start)
+    services.stoppers.append(stop)
     return services
+
+
+def _wire_integrations(services: Services, targets: dict[str, Target], locators: dict[str, Locator]) -> None:
+    """Each integration switches on when its section is configured."""
+    del services, targets, locators  # integrations are added below as they land
+
+
+def describe(services: Services) -> dict[str, Any]:
+    return {"targets": list(services.rescan.targets), "resolvers": [r.name for r in services.pipeline.resolvers]}

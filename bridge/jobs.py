@@ -1,0 +1,113 @@
+"""Bulk refresh jobs: persisted with per-item outcomes, so a restart resumes them instead of losing them."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any, Callable
+
+from sqlite_utils import Database
+
+from bridge.refresh import RefreshOutcome, RefreshPipeline
+from bridge.timeutil import now_iso
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(self, db: Database, pipeline: RefreshPipeline, concurrency: int) -> None:
+        self.db = db
+        self.conn = db.conn
+        self.pipeline = pipeline
+        self.concurrency = concurrency
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def create(self, ids: list[int], params: dict[str, Any], kind: str = "refresh") -> str:
+        job_id = uuid.uuid4().hex[:16]
+        now = now_iso()
+        with self.conn:
+            self.conn.execute(
+                "insert into jobs (id, kind, params, state, total, done, created_at, updated_at) values (?,?,?,?,?,0,?,?)",
+                (job_id, kind, json.dumps(params, sort_keys=True), "running", len(ids), now, now),
+            )
+            self.conn.executemany("insert into job_items (job_id, mapping_id) values (?, ?)", [(job_id, i) for i in ids])
+        return job_id
+
+    def start(self, job_id: str, on_item: Callable[[RefreshOutcome], None] | None = None) -> asyncio.Task[None]:
+        task = asyncio.create_task(self.run(job_id, on_item), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        return task
+
+    async def run(self, job_id: str, on_item: Callable[[RefreshOutcome], None] | None = None) -> None:
+        row = self.conn.execute("select params from jobs where id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        params = json.loads(row[0])
+        pending = [r[0] for r in self.conn.execute(
+            "select mapping_id from job_items where job_id = ? and outcome is null order by mapping_id", (job_id,))]
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for mapping_id in pending:
+            queue.put_nowait(mapping_id)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    mapping_id = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                try:
+                    outcome = await self.pipeline.refresh(
+                        mapping_id, trigger=params.get("trigger", "manual"), reason=params.get("reason", "manual"),
+                        force=bool(params.get("force")), dry_run=bool(params.get("dry_run")))
+                except Exception as exc:  # one item must not stop the job
+                    log.exception("job %s item %s", job_id, mapping_id)
+                    outcome = RefreshOutcome(mapping_id, "failed", f"{type(exc).__name__}: {exc}")
+                with self.conn:
+                    self.conn.execute(
+                        "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
+                        (outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
+                    self.conn.execute("update jobs set done = done + 1, updated_at = ? where id = ?", (now_iso(), job_id))
+                if on_item is not None:
+                    on_item(outcome)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, self.concurrency))))
+        except asyncio.CancelledError:
+            raise  # the job stays "running" and resumes at the next start
+        with self.conn:
+            self.conn.execute("update jobs set state = 'done', updated_at = ? where id = ?", (now_iso(), job_id))
+
+    def resume_all(self) -> list[str]:
+        """Restart every job a previous process left running."""
+        ids = [r[0] for r in self.conn.execute("select id from jobs where state = 'running' order by created_at")]
+        for job_id in ids:
+            self.start(job_id)
+        return ids
+
+    def get(self, job_id: str, *, items_limit: int = 1000, items_offset: int = 0) -> dict[str, Any] | None:
+        cursor = self.conn.execute("select * from jobs where id = ?", (job_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        job = dict(zip([c[0] for c in cursor.description], row))
+        job["params"] = json.loads(job["params"] or "{}")
+        job["counts"] = dict(self.conn.execute(
+            "select coalesce(outcome, 'pending'), count(*) from job_items where job_id = ? group by 1", (job_id,)).fetchall())
+        cursor = self.conn.execute(
+            "select mapping_id, outcome, detail, finished_at from job_items where job_id = ? order by mapping_id"
+            " limit ? offset ?", (job_id, items_limit, items_offset))
+        names = [c[0] for c in cursor.description]
+        job["items"] = [dict(zip(names, r)) for r in cursor.fetchall()]
+        job["progress"] = job["done"] / job["total"] if job["total"] else 1.0
+        return job
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        for task in list(self._tasks.values()):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass

@@ -1,0 +1,179 @@
+"""From stored playback events to refreshes: detector in arrival order, then locate and refresh.
+
+Detection runs strictly in order (a stop must see its start); locating and refreshing run as tasks so a
+slow resolver never holds up the next webhook. Unprocessed events are replayed at start-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Protocol
+
+from sqlite_utils import Database
+
+from bridge.events import FailureDetector, FailureSignal, PlaybackEvent
+from bridge.intake import event_from_json
+from bridge.matching import Match
+from bridge.metrics import Metrics
+from bridge.probe import probe
+from bridge.refresh import RefreshPipeline
+from bridge.timeutil import now_iso
+
+log = logging.getLogger(__name__)
+
+
+class Locator(Protocol):
+    async def locate(self, event: PlaybackEvent) -> Match: ...
+
+
+class EventProcessor:
+    def __init__(self, db: Database, detector: FailureDetector, pipeline: RefreshPipeline, *,
+                 locators: dict[str, Locator] | None = None, probe_on_start: bool = False,
+                 use_buffer_sources: tuple[str, ...] = (), metrics: Metrics | None = None,
+                 concurrency: int = 8) -> None:
+        self.db = db
+        self.detector = detector
+        self.pipeline = pipeline
+        self.locators = locators or {}
+        self.probe_on_start = probe_on_start
+        self.use_buffer_sources = use_buffer_sources
+        self.metrics = metrics
+        self._queue: asyncio.Queue[tuple[int, PlaybackEvent]] = asyncio.Queue()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def kinds_used(self, source: str) -> tuple[str, ...]:
+        kinds = ("start", "stop", "error")
+        return (*kinds, "buffer") if source in self.use_buffer_sources else kinds
+
+    def submit(self, event_id: int, event: PlaybackEvent) -> None:
+        self._queue.put_nowait((event_id, event))
+
+    def _finish(self, event_id: int, outcome: str, *, match: Match | None = None, error: str | None = None) -> None:
+        mapping_id = match.mapping["id"] if match is not None and match.mapping else None
+        self.db.conn.execute(
+            "update events set processed_at = ?, outcome = ?, match_rule = ?, mapping_id = ?, error = ? where id = ?",
+            (now_iso(), outcome, match.rule if match else None, mapping_id, error, event_id),
+        )
+        self.db.conn.commit()
+
+    def _observe(self, event_id: int, event: PlaybackEvent) -> FailureSignal | None:
+        if event.kind == "buffer":
+            event = PlaybackEvent(**{**event.__dict__, "kind": "error"})
+        signal = self.detector.observe(event)
+        if signal is None:
+            if not (event.kind == "start" and self.probe_on_start):
+                self._finish(event_id, "no_failure")
+        elif self.metrics is not None:
+            self.metrics.failures.labels(event.source, signal.reason).inc()
+        return signal
+
+    async def _handle_failure(self, event_id: int, signal: FailureSignal) -> None:
+        event = signal.event
+        locator = self.locators.get(event.source)
+        if locator is None:
+            self._finish(event_id, "unmatched", error=f"no locator for source {event.source}")
+            return
+        try:
+            match = await locator.locate(event)
+        except Exception as exc:
+            log.warning("%s: could not locate item %s: %s", event.source, event.item_id, exc)
+            self._finish(event_id, "locate_failed", error=str(exc)[:500])
+            return
+        if match.mapping is None:
+            log.info("%s: failure on item %s ignored: %s", event.source, event.item_id, match.detail)
+            self._finish(event_id, "unmatched", match=match, error=match.detail)
+            return
+        log.info("%s: playback failure on item %s -> mapping %s (matched by %s)", event.source, event.item_id,
+                 match.mapping["id"], match.rule)
+        outcome = await self.pipeline.refresh(match.mapping["id"], trigger=event.source, reason=signal.reason)
+        self._finish(event_id, outcome.outcome, match=match, error=outcome.detail if outcome.outcome not in (
+            "refreshed", "alive", "cooldown") else None)
+
+    async def _probe_start(self, event_id: int, event: PlaybackEvent) -> None:
+        locator = self.locators.get(event.source)
+        if locator is None:
+            self._finish(event_id, "no_failure")
+            return
+        try:
+            match = await locator.locate(event)
+        except Exception as exc:
+            self._finish(event_id, "locate_failed", error=str(exc)[:500])
+            return
+        if match.mapping is None or not match.mapping.get("resolved_url"):
+            self._finish(event_id, "no_failure", match=match)
+            return
+        result = await probe(self.pipeline.session, match.mapping["resolved_url"],
+                             timeout=self.pipeline.config.probe_timeout_seconds)
+        if result.status in ("alive", "rate_limited"):
+            self._finish(event_id, "no_failure", match=match)
+            return
+        outcome = await self.pipeline.refresh(match.mapping["id"], trigger=event.source, reason="probe_dead")
+        self._finish(event_id, outcome.outcome, match=match)
+
+    def _spawn(self, coro: Any) -> None:
+        async def bounded() -> None:
+            async with self._limit:
+                try:
+                    await coro
+                except Exception:
+                    log.exception("event processing failed")
+
+        task = asyncio.create_task(bounded())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _loop(self) -> None:
+        while True:
+            event_id, event = await self._queue.get()
+            try:
+                signal = self._observe(event_id, event)
+                if signal is not None:
+                    self._spawn(self._handle_failure(event_id, signal))
+                elif event.kind == "start" and self.probe_on_start:
+                    self._spawn(self._probe_start(event_id, event))
+            except Exception:
+                log.exception("event %s could not be processed", event_id)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every submitted event is fully processed (tests and shutdown)."""
+        await self._queue.join()
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    def replay_unprocessed(self) -> int:
+        rows = self.db.conn.execute(
+            "select id, payload from events where processed_at is null order by id").fetchall()
+        for event_id, payload in rows:
+            try:
+                self.submit(event_id, event_from_json(payload))
+            except (TypeError, ValueError, json.JSONDecodeError) as exc:
+                self._finish(event_id, "invalid", error=str(exc))
+        return len(rows)
+
+    def prune(self, retention_days: int) -> int:
+        cursor = self.db.conn.execute(
+            "delete from events where received_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", (f"-{retention_days} days",))
+        self.db.conn.commit()
+        return cursor.rowcount
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="event-processor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*list(self._inflight), return_exceptions=True)
+

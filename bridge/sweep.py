@@ -1,0 +1,58 @@
+"""Renewing links before anyone sees them fail: mappings whose predicted expiry is near are refreshed."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bridge.mappings import MappingStore
+from bridge.refresh import RefreshOutcome, RefreshPipeline
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(self, store: MappingStore, pipeline: RefreshPipeline, *, interval_seconds: float,
+                 margin_seconds: float, concurrency: int, batch: int = 1000) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.interval = interval_seconds
+        self.margin = margin_seconds
+        self.concurrency = max(1, concurrency)
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> list[RefreshOutcome]:
+        ids = self.store.expiring_ids(self.margin, limit=self.batch)
+        if not ids:
+            return []
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(mapping_id: int) -> RefreshOutcome:
+            async with limit:
+                return await self.pipeline.refresh(mapping_id, trigger="sweep", reason="expiring")
+
+        outcomes = await asyncio.gather(*(one(i) for i in ids))
+        refreshed = sum(1 for o in outcomes if o.outcome == "refreshed")
+        log.info("sweep: %d expiring mapping(s), %d refreshed", len(ids), refreshed)
+        return list(outcomes)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # pragma: no cover - the sweep must keep running
+                log.exception("sweep failed")
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        if self._task is None and self.interval > 0:
+            self._task = asyncio.create_task(self._loop(), name="expiry-sweep")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
