@@ -32,3 +32,6 @@ def db(tmp_path: Path):
 @pytest.fixture
 def store(db) -> MappingStore:
     return MappingStore(db)
+
+
+from tests.fakes.provider_fixture import fake_provider  # noqa: E402,F401  (shared fixture)

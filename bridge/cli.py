@@ -145,6 +145,93 @@ def mappings_show(config: Config, ref: str, as_json: bool) -> None:
             click.echo(f"  {entry['finished_at']}  {entry['trigger']:<8} {entry['outcome']:<10} {entry['error'] or ''}")
 
 
+def _selection_body(id_: int | None, path: str | None, series: str | None, identity: str | None, stale: bool,
+                    all_: bool, margin: float) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if id_ is not None:
+        body["id"] = id_
+    if path:
+        body["path"] = path
+    if series:
+        parts = series.split("/")
+        if len(parts) not in (2, 3):
+            raise click.BadParameter("use SITE/SLUG or SITE/SLUG/SEASON", param_hint="--series")
+        body["series"] = {"site": parts[0], "slug": parts[1], "season": parts[2] if len(parts) == 3 else None}
+    if identity:
+        parts = identity.split("/")
+        if len(parts) < 4:
+            raise click.BadParameter("use SITE/SLUG/SEASON/EPISODE[/LANGUAGE[/PROVIDER]]", param_hint="--identity")
+        body["identity"] = dict(zip(("site", "slug", "season", "episode", "language", "provider"), parts))
+    if stale:
+        body["stale"] = True
+        body["margin_seconds"] = margin
+    if all_:
+        body["all"] = True
+    return body
+
+
+@main.command()
+@with_config
+@click.option("--id", "id_", type=int, default=None, help="One mapping by id.")
+@click.option("--path", default=None, help="One mapping by .strm path.")
+@click.option("--series", default=None, metavar="SITE/SLUG[/SEASON]", help="Every episode of a series or season.")
+@click.option("--identity", default=None, metavar="SITE/SLUG/S/E[/LANG[/PROVIDER]]", help="One episode by identity.")
+@click.option("--stale", is_flag=True, help="Everything dead, broken, expired or expiring within --margin.")
+@click.option("--margin", type=float, default=0.0, show_default=True, help="Seconds ahead for --stale.")
+@click.option("--all", "all_", is_flag=True, help="Every mapping.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; touch nothing.")
+@click.option("--force", is_flag=True, help="Ignore the cooldown and re-resolve even a live URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar for bulk work (default: on a terminal).")
+def refresh(config: Config, id_: int | None, path: str | None, series: str | None, identity: str | None, stale: bool,
+            margin: float, all_: bool, dry_run: bool, force: bool, as_json: bool, progress: bool | None) -> None:
+    """Refresh one mapping, a series, everything stale, or all (runs in this process)."""
+    import asyncio
+
+    from bridge.selection import SelectionError, parse_selection, resolve_selection
+    from bridge.wiring import build_services
+
+    try:
+        selection = parse_selection(_selection_body(id_, path, series, identity, stale, all_, margin))
+    except SelectionError as exc:
+        raise click.UsageError(str(exc)) from None
+    services = build_services(config)
+    ids = resolve_selection(services.store, selection)
+    if not ids:
+        raise click.ClickException("no mapping matches the selection")
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and not selection.single
+
+    async def run() -> list[dict[str, Any]]:
+        from tqdm import tqdm
+
+        outcomes: list[dict[str, Any]] = []
+        try:
+            if selection.single:
+                outcome = await services.pipeline.refresh(ids[0], trigger="manual", reason="manual", force=force,
+                                                          dry_run=dry_run)
+                outcomes.append(outcome.as_dict())
+            else:
+                job_id = services.jobs.create(ids, {"selection": selection.kind, "dry_run": dry_run, "force": force})
+                bar = tqdm(total=len(ids), unit="file", desc="refresh", file=sys.stderr, disable=not show_bar)
+                await services.jobs.run(job_id, on_item=lambda o: (bar.update(1), outcomes.append(o.as_dict())))
+                bar.close()
+            await services.rescan.flush()
+        finally:
+            await services.stop()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(outcomes[0] if selection.single else {"items": outcomes}, indent=2))
+        return
+    counts: dict[str, int] = {}
+    for item in outcomes:
+        counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
+        if selection.single or item["outcome"] not in ("refreshed", "alive", "cooldown"):
+            click.echo(f"mapping {item['mapping_id']}: {item['outcome']} {item['detail']}".rstrip())
+    click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
 @main.command("import")
 @with_config
 @click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))

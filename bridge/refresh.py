@@ -268,7 +268,7 @@ class RefreshPipeline:
             return self._finish(RefreshOutcome(mapping_id, failure.outcome, failure.detail, old_url=old_url),
                                 trigger, started)
         self.guard.record(True)
-        expires = resolved.expires_at or expiry_iso(new_url)
+        expires = resolved.expires_at or expiry_iso(new_url, time.time())
         with self.store.conn:
             self.store.update(mapping_id, {
                 "resolved_url": new_url,

@@ -148,6 +148,12 @@ class RescanQueue:
                 self.db.conn.commit()
         return accepted
 
+    async def flush(self) -> int:
+        """Send everything queued now, ignoring debounce (one-shot CLI runs have no worker to wait for)."""
+        self.db.conn.execute("update rescan_queue set due_at = ?", (now_iso(),))
+        self.db.conn.commit()
+        return await self.run_due()
+
     async def _loop(self) -> None:
         while True:
             try:

@@ -1,0 +1,283 @@
+"""A local streaming provider whose links expire, so resolvers, probes and the refresh pipeline meet real HTTP.
+
+It behaves like the CDNs strm-bridge heals: signed media URLs that die after their `exp` or when the provider
+rotates keys (`expire_all`), episodes that vanish, rate limits with Retry-After, legal blocks, hangs, plus the
+`http` resolver endpoint from DESIGN.md, an Alist-style stable redirect and an HTML page with a <video> tag.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import json
+import math
+import re
+import secrets
+import time
+from collections import deque
+from urllib.parse import quote
+
+from aiohttp import web
+
+from bridge.timeutil import from_epoch
+
+__all__ = ["FakeProvider", "default_content"]
+
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_HANG_SECONDS = 3600.0
+_HUGE_BYTES = 10 * 1024 * 1024
+
+
+def default_content(key: str, size: int = 64 * 1024) -> bytes:
+    """Deterministic per key, so a test can tell which episode's bytes it got and compare ranges exactly."""
+    # An ISO-BMFF 'ftyp' box first, so sniffers that look at the first bytes see an mp4.
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    chunks = [head]
+    total = len(head)
+    counter = 0
+    while total < size:
+        block = hashlib.sha256(f"{key}:{counter}".encode()).digest()
+        chunks.append(block)
+        total += len(block)
+        counter += 1
+    return b"".join(chunks)[:size]
+
+
+class FakeProvider:
+    """One aiohttp server on 127.0.0.1 with an ephemeral port; every knob is a plain attribute for tests."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 3600.0,
+        rate_limit: int | None = None,
+        rate_window: float = 1.0,
+        retry_after: int = 7,
+    ) -> None:
+        self.ttl = ttl
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self.retry_after = retry_after
+        self.base_url = ""
+        self.resolve_calls: list[dict] = []
+        self.media_requests: list[tuple[str, str, int]] = []
+        self.redirect_calls = 0
+        self.page_calls = 0
+        self.resolve_mode: str | None = None
+        self._episodes: dict[str, bytes] = {}
+        self._modes: dict[str, str] = {}
+        self._secret = secrets.token_bytes(32)
+        self._generation = 0
+        self._arrivals: deque[float] = deque()
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/media/{key:.+}", self._media)
+        app.router.add_post("/resolve", self._resolve)
+        app.router.add_get("/d/{key:.+}", self._redirect)
+        app.router.add_get("/page/{key:.+}", self._page)
+        # Short shutdown: a test that leaves a request hanging must not stall teardown for a minute.
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        self._closing.set()  # releases 'hang' handlers so the runner can shut down promptly
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------------------------- control
+
+    def add_episode(self, key: str, content: bytes | None = None) -> None:
+        self._episodes[key] = default_content(key) if content is None else content
+
+    def remove_episode(self, key: str) -> None:
+        self._episodes.pop(key, None)
+
+    def content(self, key: str) -> bytes:
+        """The bytes a test should expect for `key`."""
+        return self._episodes[key]
+
+    def sign(self, key: str, ttl: float | None = None, *, expires_at: float | None = None) -> str:
+        """Valid for at least `ttl` seconds (exp is rounded up to a whole second, so at most ttl + 1)."""
+        if expires_at is not None:
+            exp = int(expires_at)
+        else:
+            exp = math.ceil(time.time() + (self.ttl if ttl is None else ttl))
+        return self._signed_url(key, exp)
+
+    def expire_all(self) -> None:
+        self._generation += 1
+
+    def set_mode(self, key: str, mode: str | None) -> None:
+        if mode is None:
+            self._modes.pop(key, None)
+        elif mode in ("legal", "error", "hang"):
+            self._modes[key] = mode
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+
+    # --------------------------------------------------------------------------------------------- internals
+
+    def _signature(self, key: str, exp: int, generation: int) -> str:
+        message = f"{generation}\n{exp}\n{key}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def _signed_url(self, key: str, exp: int) -> str:
+        sig = self._signature(key, exp, self._generation)
+        return f"{self.base_url}/media/{quote(key)}?exp={exp}&sig={sig}"
+
+    def _signature_ok(self, key: str, exp_text: str, sig: str) -> bool:
+        if not exp_text.isdigit() or len(exp_text) > 15:
+            return False
+        exp = int(exp_text)
+        if time.time() >= exp:
+            return False
+        expected = self._signature(key, exp, self._generation)
+        return hmac.compare_digest(expected, sig)
+
+    def _rate_limited(self) -> bool:
+        if self.rate_limit is None:
+            return False
+        now = time.monotonic()
+        self._arrivals.append(now)
+        while self._arrivals and now - self._arrivals[0] > self.rate_window:
+            self._arrivals.popleft()
+        return len(self._arrivals) > self.rate_limit
+
+    async def _hang(self) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), _HANG_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+
+    # ---------------------------------------------------------------------------------------------- handlers
+
+    async def _media(self, request: web.Request) -> web.StreamResponse:
+        response = await self._media_answer(request)
+        if not request.get("recorded"):
+            self.media_requests.append((request.method, request.path_qs, response.status))
+        return response
+
+    async def _media_answer(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        if self._rate_limited():
+            return web.Response(status=429, headers={"Retry-After": str(self.retry_after)}, text="slow down")
+        mode = self._modes.get(key)
+        if mode == "legal":
+            return web.Response(status=451, text="unavailable for legal reasons")
+        if mode == "error":
+            return web.Response(status=500, text="upstream exploded")
+        if mode == "hang":
+            # Recorded now with status 0: the answer never comes while the test is looking.
+            self.media_requests.append((request.method, request.path_qs, 0))
+            request["recorded"] = True
+            await self._hang()
+            return web.Response(status=503, text="closing")
+        content = self._episodes.get(key)
+        if content is None:
+            return web.Response(status=404, text="no such file")
+        if not self._signature_ok(key, request.query.get("exp", ""), request.query.get("sig", "")):
+            return web.Response(status=403, text="link expired or invalid")
+        return self._serve_bytes(request, content)
+
+    def _serve_bytes(self, request: web.Request, content: bytes) -> web.Response:
+        size = len(content)
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
+        status = 200
+        body = content
+        range_header = request.headers.get("Range")
+        if range_header:
+            match = _RANGE.fullmatch(range_header.strip())
+            if match is not None:
+                first_text, last_text = match.groups()
+                if first_text:
+                    first = int(first_text)
+                    last = min(int(last_text), size - 1) if last_text else size - 1
+                elif last_text:  # suffix range: the last N bytes
+                    first = max(size - int(last_text), 0)
+                    last = size - 1
+                else:
+                    first, last = 0, -1
+                if first >= size or last < first:
+                    return web.Response(
+                        status=416, headers={"Content-Range": f"bytes */{size}", "Content-Type": "video/mp4"}
+                    )
+                status = 206
+                body = content[first : last + 1]
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+            # Multi-range or malformed headers are ignored like many CDNs do: full body, 200.
+        # aiohttp sends the headers (with Content-Length) but no body for HEAD.
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def _resolve(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        self.resolve_calls.append(payload if isinstance(payload, dict) else {"_raw": raw.decode("utf-8", "replace")})
+        if not isinstance(payload, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+
+        mode = self.resolve_mode
+        if mode == "error":
+            return web.json_response({"error": "resolver exploded"}, status=500)
+        if mode == "hang":
+            await self._hang()
+            return web.json_response({"error": "closing"}, status=503)
+        if mode == "bad_url":
+            return web.json_response({"url": "ftp://x"})
+        if mode == "not_json":
+            return web.Response(text="<html>definitely not json</html>", content_type="text/plain")
+
+        key = f"{payload.get('slug')}/{payload.get('season')}/{payload.get('episode')}"
+        if key not in self._episodes:
+            return web.json_response({"error": "not found"}, status=404)
+        exp = math.ceil(time.time() + self.ttl)
+        answer = {"url": self._signed_url(key, exp), "provider": "fake", "expires_at": from_epoch(exp)}
+        if mode == "huge":
+            # Valid JSON with a usable URL: only a resolver that caps response size rejects it.
+            answer["padding"] = "x" * _HUGE_BYTES
+        return web.json_response(answer)
+
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        self.redirect_calls += 1
+        key = request.match_info["key"]
+        if key not in self._episodes:
+            return web.Response(status=404, text="no such file")
+        raise web.HTTPFound(location=self.sign(key))
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        self.page_calls += 1
+        key = request.match_info["key"]
+        if key not in self._episodes:
+            return web.Response(status=404, text="no such page")
+        src = html.escape(self.sign(key), quote=True)
+        title = html.escape(key)
+        page = (
+            "<!DOCTYPE html>\n<html><head>"
+            f"<title>{title}</title>"
+            f'<meta property="og:video" content="{src}">'
+            '<meta property="og:video:type" content="video/mp4">'
+            "</head><body>"
+            f'<video controls src="{src}"></video>'
+            "</body></html>\n"
+        )
+        return web.Response(text=page, content_type="text/html")
