@@ -81,7 +81,7 @@ class RefreshPipeline:
         self.library = library
         self.resolvers = resolvers
         self.config = config
-        self.cache = cache or ResolveCache(0)
+        self.cache = cache if cache is not None else ResolveCache(0)
         self.metrics = metrics
         self.on_rewritten = on_rewritten
         self.resolver_timeout = resolver_timeout
@@ -217,6 +217,7 @@ class RefreshPipeline:
         old_url = mapping.get("resolved_url")
         identity = Identity.of(mapping)
         exclude: list[str] = []
+        known_bad = not force or self._expired(mapping)
         if self._needs_probe(mapping, reason, force):
             current = await self._probe(old_url, mapping)
             action, detail = self._decide(mapping, current)
@@ -251,7 +252,10 @@ class RefreshPipeline:
             resolved = await self._resolve(mapping, identity, reason, tuple(exclude))
             new_url = resolved.url
             if new_url == old_url:
-                raise _Failed("failed", "resolver returned the same URL that failed")
+                if known_bad:
+                    raise _Failed("failed", "resolver returned the same URL that failed")
+                return self._finish(RefreshOutcome(mapping_id, "unchanged", "resolver returned the current URL",
+                                                   old_url=old_url, new_url=new_url), trigger, started)
             previous = self.store.get(mapping_id) or mapping
             self.store.update(mapping_id, {"state": "refreshing"})
             try:
