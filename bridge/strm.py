@@ -156,6 +156,7 @@ def write_atomic(target: Path, content: str) -> bool:
         except OSError:
             pass
     folder = target.parent
+    _remove_stale_temps(folder, target.name)
     temp = folder / f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644 if st is None else (st.st_mode & 0o7777))
     try:
@@ -184,6 +185,21 @@ def write_atomic(target: Path, content: str) -> bool:
     finally:
         os.close(dir_fd)
     return True
+
+
+def _remove_stale_temps(folder: Path, name: str) -> None:
+    """A writer killed before its rename left a temp file for this target: it can never be used, delete it."""
+    prefix = f"{TEMP_PREFIX}{name}."
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)]
+    except FileNotFoundError:
+        return
+    for path in stale:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def remove_temp_files(folder: str | os.PathLike[str]) -> int:
