@@ -74,6 +74,7 @@ class RescanQueue:
         self._wake = asyncio.Event()
         self._last_sent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()
         self.sent = 0
 
     def enqueue(self, target: str, request: RescanRequest, *, delay: float | None = None) -> None:
@@ -108,7 +109,11 @@ class RescanQueue:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     async def run_due(self) -> int:
-        """Send every due row once; returns how many were accepted."""
+        """Send every due row once; returns how many were accepted. One pass at a time, so no row goes twice."""
+        async with self._sending:
+            return await self._run_due()
+
+    async def _run_due(self) -> int:
         if self.library is not None:
             try:
                 self.library.check_anchors()

@@ -110,7 +110,10 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
 
 def _wire_integrations(services: Services, targets: dict[str, Target], locators: dict[str, Locator]) -> None:
     """Each integration switches on when its section is configured."""
-    del services, targets, locators  # integrations are added below as they land
+    from integrations.jellyfin.wire import wire as wire_jellyfin
+
+    for wire in (wire_jellyfin,):
+        wire(services, targets, locators)
 
 
 def describe(services: Services) -> dict[str, Any]:
