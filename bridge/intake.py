@@ -36,6 +36,17 @@ def store_event(conn: Any, event: PlaybackEvent) -> int:
     return int(cursor.lastrowid or 0)
 
 
+def accept_event(services: Any, event: PlaybackEvent) -> int | None:
+    """Store and queue an event the detector uses; None when it is ignored. Shared by webhooks and listeners."""
+    if event.kind not in services.processor.kinds_used(event.source):
+        services.metrics.webhooks.labels(event.source, "ignored").inc()
+        return None
+    event_id = store_event(services.db.conn, event)
+    services.metrics.webhooks.labels(event.source, event.kind).inc()
+    services.processor.submit(event_id, event)
+    return event_id
+
+
 def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         services = request.app[services_key]
@@ -44,12 +55,9 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
         except ValueError as exc:
             log.info("%s webhook refused: %s", source, exc)
             raise ApiError(400, "invalid_payload", str(exc)) from None
-        if event is None or event.kind not in services.processor.kinds_used(source):
-            services.metrics.webhooks.labels(source, "ignored").inc()
+        event_id = accept_event(services, event) if event is not None else None
+        if event_id is None:
             return web.json_response({"status": "ignored"}, status=202)
-        event_id = store_event(services.db.conn, event)
-        services.metrics.webhooks.labels(source, event.kind).inc()
-        services.processor.submit(event_id, event)
         return web.json_response({"status": "accepted", "event_id": event_id}, status=202)
 
     return handle

@@ -82,14 +82,14 @@ class AniworldResolver:
                 f"{opts.key('providers')}: unknown provider(s) {', '.join(unknown)} "
                 f"(aniworld supports: {', '.join(dict.fromkeys(supported))})"
             )
-        self.providers = [self._canonical[p.lower()] for p in providers]
+        self.providers: list[str] = [self._canonical[p.lower()] for p in providers]
 
     def provider_order(self, request: ResolveRequest) -> list[str]:
         """The identity's own provider first (it is what the user picked), then the configured order."""
         excluded = {p.lower() for p in request.exclude_providers}
         order: list[str] = []
-        preferred = request.identity.provider
-        for provider in ([preferred] if preferred else []) + self.providers:
+        preferred: list[str] = [request.identity.provider] if request.identity.provider else []
+        for provider in preferred + self.providers:
             canonical = self._canonical.get(provider.lower(), provider)
             if canonical.lower() not in excluded and canonical not in order:
                 order.append(canonical)
@@ -125,6 +125,17 @@ class AniworldResolver:
         except ValueError as exc:
             raise ResolverError(f"{self.name}: {exc}") from None
         deadline = time.monotonic() + self.timeout
+        # The page first, once: when it cannot be fetched every provider would fail the same way, slowly.
+        try:
+            offered = await asyncio.wait_for(asyncio.to_thread(_offered, episode), self.timeout)
+        except asyncio.TimeoutError:
+            raise ResolverError(f"{self.name}: {redact_url(url)}: no answer within {self.timeout:g}s") from None
+        except Exception as exc:
+            raise ResolverError(f"{self.name}: {redact_url(url)}: {type(exc).__name__}: {_short(str(exc))}") from None
+        if not offered:
+            raise ResolverError(
+                f"{self.name}: {redact_url(url)} lists no hosters (missing episode, captcha or a changed page layout)"
+            )
         failures: list[str] = []
         for provider in order:
             remaining = deadline - time.monotonic()
@@ -149,6 +160,11 @@ class AniworldResolver:
 
     async def close(self) -> None:
         """The package keeps one global session for the process; nothing of ours to release."""
+
+
+def _offered(episode: Any) -> int:
+    """Runs in a worker thread: fetches and parses the episode page, which the package then keeps."""
+    return sum(len(links) for links in dict(getattr(episode.provider_data, "_data", episode.provider_data)).values())
 
 
 def _extract(episode: Any, provider: str) -> str:

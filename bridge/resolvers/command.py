@@ -12,6 +12,8 @@ reported with the tail of stderr. On timeout the whole process group is killed, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -26,7 +28,9 @@ PLACEHOLDERS = (
     "site", "slug", "season", "episode", "language", "provider", "source_url", "previous_url", "strm_path", "reason",
 )
 EXIT_NOT_FOUND = 3
+_REAP_SECONDS = 5.0
 _STDERR_KEEP = 16 * 1024
+log = logging.getLogger(__name__)
 _SAMPLE: dict[str, Any] = {name: "x" for name in PLACEHOLDERS} | {"season": 1, "episode": 1}
 
 
@@ -92,7 +96,7 @@ class CommandResolver:
             # Timeout, oversize output or cancellation: leave no helper (or its children) running.
             if proc.returncode is None:
                 _kill_group(proc)
-                await proc.wait()
+            await self._reap(proc)
         if code == EXIT_NOT_FOUND:
             raise EpisodeNotFound(f"{self.name}: episode not found (exit 3)" + _stderr_suffix(stderr))
         if code != 0:
@@ -115,6 +119,22 @@ class CommandResolver:
         finally:
             if not stderr_task.done():
                 stderr_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stderr_task
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        """wait() returns only once both pipes reach EOF, so drain them; a pipe kept open by an escaped grandchild
+        must not hang the refresh, hence the bound."""
+
+        async def drain(stream: asyncio.StreamReader | None) -> None:
+            if stream is not None:
+                while await stream.read(64 * 1024):
+                    pass
+
+        try:
+            await asyncio.wait_for(asyncio.gather(drain(proc.stdout), drain(proc.stderr), proc.wait()), _REAP_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("%s: helper pid %s left a pipe open after exiting; not waiting for it", self.name, proc.pid)
 
     def _parse(self, stdout: bytes) -> Resolved:
         text = stdout.decode("utf-8", "replace").strip()
