@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlite_utils import Database
 
 from bridge.mappings import Mapping
+from bridge.metrics import Metrics
 from bridge.strm import AnchorMissing, Library
 from bridge.timeutil import now_iso, to_iso
 
@@ -64,6 +65,7 @@ class RescanQueue:
         base_backoff: float = 2.0,
         max_backoff: float = 300.0,
         poll_seconds: float = 0.5,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.targets = targets
@@ -71,6 +73,7 @@ class RescanQueue:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.poll_seconds = poll_seconds
+        self.metrics = metrics
         self._wake = asyncio.Event()
         self._last_sent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +150,8 @@ class RescanQueue:
             else:
                 accepted += 1
                 self.sent += 1
+                if self.metrics is not None:
+                    self.metrics.rescans.labels(target_name).inc()
                 self.db.conn.execute("delete from rescan_queue where id = ?", (row_id,))
             finally:
                 self._last_sent[target_name] = time.monotonic()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from sqlite_utils import Database
 
@@ -39,7 +39,6 @@ class Services:
     body_limits: dict[str, int] = field(default_factory=dict)
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    components: dict[str, Any] = field(default_factory=dict)
     pipeline: "RefreshPipeline" = field(init=False)
     rescan: "RescanQueue" = field(init=False)
     jobs: "JobRunner" = field(init=False)

@@ -5,8 +5,6 @@ This is the only module that imports integrations, so the core stays free of Jel
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from bridge.auth import ensure_api_token
 from bridge.cache import ResolveCache
 from bridge.config import Config, ConfigError
@@ -65,7 +63,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     locators: dict[str, Locator] = {}
     _wire_integrations(services, targets, locators)
     targets.update(extra_targets or {})
-    services.rescan = RescanQueue(db, targets, services.library)
+    services.rescan = RescanQueue(db, targets, services.library, metrics=services.metrics)
     services.pipeline = RefreshPipeline(
         services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
         on_rewritten=services.rescan.enqueue_for,
@@ -117,6 +115,3 @@ def _wire_integrations(services: Services, targets: dict[str, Target], locators:
     for wire in (wire_jellyfin, wire_plex, wire_emby):
         wire(services, targets, locators)
 
-
-def describe(services: Services) -> dict[str, Any]:
-    return {"targets": list(services.rescan.targets), "resolvers": [r.name for r in services.pipeline.resolvers]}
