@@ -37,10 +37,25 @@ def secrets_of(config: Config, api_token: str) -> list[str]:
         config.play.secret,
     ]
     for section in config.resolvers.values():
-        for key, value in section.items():
-            if isinstance(value, str) and any(word in key.lower() for word in ("token", "key", "secret", "password")):
-                values.append(value)
+        values.extend(_secret_values(section))
     return [v for v in values if v]
+
+
+SECRET_WORDS = ("token", "key", "secret", "password", "authorization", "auth", "cookie")
+
+
+def _secret_values(table: dict[str, Any], everything: bool = False) -> list[str]:
+    """Secret-looking strings of a resolver section, including nested `headers` and `env` tables whole."""
+    found: list[str] = []
+    for key, value in table.items():
+        sensitive = everything or any(word in key.lower() for word in SECRET_WORDS)
+        if isinstance(value, dict):
+            found.extend(_secret_values(value, everything or key.lower() in ("headers", "env")))
+        elif isinstance(value, str) and sensitive:
+            found.append(value)
+            if " " in value:  # "Bearer abc": the credential alone may be logged too
+                found.append(value.split(" ", 1)[1])
+    return found
 
 
 def build_resolvers(config: Config) -> list[Resolver]:

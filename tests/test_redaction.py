@@ -40,7 +40,7 @@ headers = {{Authorization = "Bearer resolver-secret-555"}}
     await client.get(f"/api/mappings?token={TOKEN}")
     fake_provider.resolve_mode = "error"
     await client.post("/api/refresh", json={"id": m["id"], "force": True}, headers={"X-Api-Key": TOKEN})
-    logging.getLogger("bridge.test").warning("leak attempt %s %s", TOKEN, m["resolved_url"])
+    logging.getLogger("bridge.test").warning("leak attempt %s %s resolver-secret-555", TOKEN, m["resolved_url"])
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "leak attempt" in text
     for secret in (TOKEN, "hook-secret-987654", "jf-key-secret-123456", "resolver-secret-555", "sig="):
