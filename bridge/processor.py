@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
+from bridge.background import BackgroundLoop
 from bridge.events import FailureDetector, FailureSignal, PlaybackEvent
 from bridge.intake import event_from_json
 from bridge.matching import Match
@@ -41,7 +42,7 @@ class EventProcessor:
         self.metrics = metrics
         self._queue: asyncio.Queue[tuple[int, PlaybackEvent]] = asyncio.Queue()
         self._limit = asyncio.Semaphore(concurrency)
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundLoop("event-processor", self._loop)
         self._inflight: set[asyncio.Task[None]] = set()
 
     def kinds_used(self, source: str) -> tuple[str, ...]:
@@ -162,17 +163,10 @@ class EventProcessor:
         return cursor.rowcount
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="event-processor")
+        self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*list(self._inflight), return_exceptions=True)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlite_utils import Database
 
+from bridge.background import BackgroundLoop
 from bridge.mappings import Mapping
 from bridge.metrics import Metrics
 from bridge.strm import AnchorMissing, Library
@@ -76,7 +77,7 @@ class RescanQueue:
         self.metrics = metrics
         self._wake = asyncio.Event()
         self._last_sent: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundLoop("rescan-queue", self._loop)
         self._sending = asyncio.Lock()
         self.sent = 0
 
@@ -177,16 +178,9 @@ class RescanQueue:
                 pass
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="rescan-queue")
+        self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()
         for target in self.targets.values():
             await target.close()

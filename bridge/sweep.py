@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bridge.background import BackgroundLoop
 from bridge.mappings import MappingStore
 from bridge.refresh import RefreshOutcome, RefreshPipeline
 
@@ -19,7 +20,7 @@ class Sweeper:
         self.margin = margin_seconds
         self.concurrency = max(1, concurrency)
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundLoop("expiry-sweep", self._loop)
 
     async def run_once(self) -> list[RefreshOutcome]:
         ids = self.store.expiring_ids(self.margin, limit=self.batch)
@@ -45,14 +46,8 @@ class Sweeper:
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.create_task(self._loop(), name="expiry-sweep")
+        if self.interval > 0:
+            self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()
