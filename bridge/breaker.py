@@ -55,25 +55,25 @@ class MassFailureGuard:
         self.ratio = ratio
         self.clock = clock
         self._results: deque[tuple[float, bool]] = deque()
+        self._failures = 0  # kept in step with _results: the check runs on every refresh of a bulk job
 
     def _trim(self) -> None:
         cutoff = self.clock() - self.window
         while self._results and self._results[0][0] < cutoff:
-            self._results.popleft()
+            _, ok = self._results.popleft()
+            self._failures -= not ok
 
     def record(self, ok: bool) -> None:
         self._results.append((self.clock(), ok))
+        self._failures += not ok
         self._trim()
 
     @property
     def tripped(self) -> bool:
         self._trim()
         attempts = len(self._results)
-        if attempts < self.min_attempts:
-            return False
-        failures = sum(1 for _, ok in self._results if not ok)
-        return failures / attempts >= self.ratio
+        return attempts >= self.min_attempts and self._failures / attempts >= self.ratio
 
     def stats(self) -> dict[str, int]:
         self._trim()
-        return {"attempts": len(self._results), "failures": sum(1 for _, ok in self._results if not ok)}
+        return {"attempts": len(self._results), "failures": self._failures}

@@ -57,6 +57,8 @@ class JellyfinConfig:
     webhook_token: str = ""
     path_map: list[PathMapEntry] = field(default_factory=list)
     timeout_seconds: float = 10.0
+    refresh_debounce_seconds: float = 1.0
+    refresh_gap_seconds: float = 0.2
 
 
 @dataclass(frozen=True)

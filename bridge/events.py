@@ -6,6 +6,7 @@ seconds by a stop near position zero that was not played to completion (or an ex
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +50,7 @@ class FailureDetector:
         self.window = window_seconds
         self.max_position = max_position_seconds
         self.max_tracked = max_tracked
-        self._starts: dict[tuple[str, str, str], float] = {}
+        self._starts: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._errors: dict[tuple[str, str], float] = {}
 
     def observe(self, event: PlaybackEvent) -> FailureSignal | None:
@@ -77,9 +78,9 @@ class FailureDetector:
         return FailureSignal(event, "early_stop")
 
     def _remember(self, key: tuple[str, str, str], at: float) -> None:
-        if len(self._starts) >= self.max_tracked:
-            cutoff = at - self.window
-            self._starts = {k: v for k, v in self._starts.items() if v >= cutoff}
-            if len(self._starts) >= self.max_tracked:
-                self._starts.pop(next(iter(self._starts)))
+        """Oldest first, so expiring stale starts costs O(1) per event rather than a rebuild."""
+        self._starts.pop(key, None)
+        cutoff = at - self.window
+        while self._starts and (len(self._starts) >= self.max_tracked or next(iter(self._starts.values())) < cutoff):
+            self._starts.popitem(last=False)
         self._starts[key] = at

@@ -52,13 +52,15 @@ class EventProcessor:
     def submit(self, event_id: int, event: PlaybackEvent) -> None:
         self._queue.put_nowait((event_id, event))
 
-    def _finish(self, event_id: int, outcome: str, *, match: Match | None = None, error: str | None = None) -> None:
+    def _finish(self, event_id: int, outcome: str, *, match: Match | None = None, error: str | None = None,
+                commit: bool = True) -> None:
         mapping_id = match.mapping["id"] if match is not None and match.mapping else None
         self.db.conn.execute(
             "update events set processed_at = ?, outcome = ?, match_rule = ?, mapping_id = ?, error = ? where id = ?",
             (now_iso(), outcome, match.rule if match else None, mapping_id, error, event_id),
         )
-        self.db.conn.commit()
+        if commit:
+            self.db.conn.commit()
 
     def _observe(self, event_id: int, event: PlaybackEvent) -> FailureSignal | None:
         if event.kind == "buffer":
@@ -66,7 +68,8 @@ class EventProcessor:
         signal = self.detector.observe(event)
         if signal is None:
             if not (event.kind == "start" and self.probe_on_start):
-                self._finish(event_id, "no_failure")
+                # rides on the next commit: replaying an unfinished start after a crash is harmless
+                self._finish(event_id, "no_failure", commit=False)
         elif self.metrics is not None:
             self.metrics.failures.labels(event.source, signal.reason).inc()
         return signal

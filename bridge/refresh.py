@@ -256,16 +256,13 @@ class RefreshPipeline:
                     raise _Failed("failed", "resolver returned the same URL that failed")
                 return self._finish(RefreshOutcome(mapping_id, "unchanged", "resolver returned the current URL",
                                                    old_url=old_url, new_url=new_url), trigger, started)
-            previous = self.store.get(mapping_id) or mapping
             self.store.update(mapping_id, {"state": "refreshing"})
             try:
                 await asyncio.to_thread(self.library.write, mapping["strm_path"], new_url)
-            except StrmError as exc:
-                self.store.update(mapping_id, {"state": previous.get("state") or "unknown"})
-                raise _Failed("failed", f"{exc.code}: {exc}") from None
-            except OSError as exc:
-                self.store.update(mapping_id, {"state": previous.get("state") or "unknown"})
-                raise _Failed("failed", f"write failed: {exc}") from None
+            except (StrmError, OSError) as exc:
+                self.store.update(mapping_id, {"state": mapping.get("state") or "unknown"})
+                detail = f"{exc.code}: {exc}" if isinstance(exc, StrmError) else f"write failed: {exc}"
+                raise _Failed("failed", detail) from None
         except _Failed as failure:
             self.guard.record(False)
             self._record_failure(mapping, trigger, reason, failure, started_at, started)
@@ -273,31 +270,39 @@ class RefreshPipeline:
                                 trigger, started)
         self.guard.record(True)
         expires = resolved.expires_at or expiry_iso(new_url, time.time())
+        now = now_iso()
+        written = {
+            "resolved_url": new_url,
+            "resolved_headers": resolved.headers,
+            "provider_used": resolved.provider or mapping.get("provider_used"),
+            "resolved_at": now,
+            "expires_at": expires,
+            "state": "ok",
+            "last_status": "alive" if self.config.probe_new_url else None,
+            "last_checked_at": now,
+            "fail_count": 0,
+        }
         with self.store.conn:
-            self.store.update(mapping_id, {
-                "resolved_url": new_url,
-                "resolved_headers": resolved.headers,
-                "provider_used": resolved.provider or mapping.get("provider_used"),
-                "resolved_at": now_iso(),
-                "expires_at": expires,
-                "state": "ok",
-                "last_status": "alive" if self.config.probe_new_url else None,
-                "last_checked_at": now_iso(),
-                "fail_count": 0,
-            }, commit=False)
+            self.store.update(mapping_id, written, commit=False)
             self.store.log_refresh(mapping_id, trigger=trigger, reason=reason, outcome="refreshed", old_url=old_url,
                                    new_url=new_url, duration_ms=(time.perf_counter() - started) * 1000,
                                    started_at=started_at, commit=False)
-        self._last_success[mapping_id] = self.clock()
+        self._note_success(mapping_id)
         self._backoff_until.pop(mapping_id, None)
         self._timeout_retried.discard(mapping_id)
         outcome = RefreshOutcome(mapping_id, "refreshed", reason, old_url=old_url, new_url=new_url,
                                  provider=resolved.provider, resolver=resolved.resolver)
         if self.on_rewritten is not None:
-            updated = self.store.get(mapping_id)
-            if updated is not None:
-                outcome.rescans = await self.on_rewritten(updated)
+            outcome.rescans = await self.on_rewritten({**mapping, **written})
         return self._finish(outcome, trigger, started)
+
+    def _note_success(self, mapping_id: int) -> None:
+        """Remember for the cooldown only; entries older than it are dropped so memory stays flat in bulk jobs."""
+        now = self.clock()
+        self._last_success[mapping_id] = now
+        if len(self._last_success) > 10_000:
+            horizon = now - self.config.cooldown_seconds
+            self._last_success = {k: v for k, v in self._last_success.items() if v >= horizon}
 
     def _record_failure(self, mapping: Mapping, trigger: str, reason: str, failure: _Failed, started_at: str,
                         started: float) -> None:

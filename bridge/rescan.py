@@ -167,11 +167,11 @@ class RescanQueue:
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()  # before the pass: a row queued while sending wakes the next one
             try:
                 await self.run_due()
             except Exception:  # pragma: no cover - keep the worker alive whatever happens
                 log.exception("rescan worker error")
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             except TimeoutError:

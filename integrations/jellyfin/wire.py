@@ -34,7 +34,8 @@ def wire(services: Services, targets: dict[str, Any], locators: dict[str, Any]) 
         return
     client = JellyfinClient(config.url, config.api_key, timeout=config.timeout_seconds)
     locators["jellyfin"] = JellyfinLocator(client, services.store, PathMap(config.path_map))
-    targets["jellyfin"] = JellyfinTarget(client)
+    targets["jellyfin"] = JellyfinTarget(client, debounce_seconds=config.refresh_debounce_seconds,
+                                         gap_seconds=config.refresh_gap_seconds)
     for name in ("Jellyfin", "JELLYFIN"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # the library logs every failed request at ERROR
 
