@@ -319,6 +319,13 @@ def _validate(config: Config) -> None:
         raise ConfigError("refresh.concurrency: must be at least 1")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
+    for key, value in (("server.api_token", config.server.api_token),
+                       ("jellyfin.webhook_token", config.jellyfin.webhook_token),
+                       ("plex.webhook_token", config.plex.webhook_token),
+                       ("tautulli.webhook_token", config.tautulli.webhook_token),
+                       ("emby.webhook_token", config.emby.webhook_token)):
+        if value and len(value) < 8:
+            raise ConfigError(f"{key}: must be at least 8 characters (it is also masked in logs)")
     for name in ("jellyfin", "emby", "plex"):
         url = getattr(config, name).url
         if url and not url.startswith(("http://", "https://")):

@@ -6,9 +6,9 @@ the Jellyfin plugin can send every PlaybackProgress tick.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from dataclasses import asdict
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -27,21 +27,50 @@ def event_from_json(text: str) -> PlaybackEvent:
     return PlaybackEvent(**data)
 
 
-def store_event(conn: Any, event: PlaybackEvent) -> int:
+def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True) -> int:
+    # the event's fields are already JSON types: a shallow dump avoids dataclasses.asdict's deep copy
     cursor = conn.execute(
         "insert into events (source, kind, item_id, payload, received_at) values (?, ?, ?, ?, ?)",
-        (event.source, event.kind, event.item_id, json.dumps(asdict(event), default=str), now_iso()),
+        (event.source, event.kind, event.item_id, json.dumps(event.__dict__, default=str), now_iso()),
     )
-    conn.commit()
+    if commit:
+        conn.commit()
     return int(cursor.lastrowid or 0)
 
 
-def accept_event(services: Any, event: PlaybackEvent) -> int | None:
-    """Store and queue an event the detector uses; None when it is ignored. Shared by webhooks and listeners."""
+class GroupCommit:
+    """Many webhooks arriving together share one COMMIT; each handler still answers only after it."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._pending: asyncio.Future[None] | None = None
+
+    def wait(self) -> asyncio.Future[None]:
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            loop.call_soon(self._flush)
+        return self._pending
+
+    def _flush(self) -> None:
+        future, self._pending = self._pending, None
+        if future is None:
+            return
+        try:
+            self.conn.commit()
+        except Exception as exc:  # every waiter learns that its event was not stored
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
+async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
+    """Store durably and queue an event the detector uses; None when it is ignored. Webhooks and listeners."""
     if event.kind not in services.processor.kinds_used(event.source):
         services.metrics.webhooks.labels(event.source, "ignored").inc()
         return None
-    event_id = store_event(services.db.conn, event)
+    event_id = store_event(services.db.conn, event, commit=False)
+    await services.group_commit.wait()
     services.metrics.webhooks.labels(event.source, event.kind).inc()
     services.processor.submit(event_id, event)
     return event_id
@@ -55,7 +84,7 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
         except ValueError as exc:
             log.info("%s webhook refused: %s", source, exc)
             raise ApiError(400, "invalid_payload", str(exc)) from None
-        event_id = accept_event(services, event) if event is not None else None
+        event_id = await accept_event(services, event) if event is not None else None
         if event_id is None:
             return web.json_response({"status": "ignored"}, status=202)
         return web.json_response({"status": "accepted", "event_id": event_id}, status=202)

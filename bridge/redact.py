@@ -6,6 +6,8 @@ import re
 from typing import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+MIN_SECRET_LENGTH = 8
+"""Shorter values are not masked as substrings ("hook" would mangle every "/webhooks/"); config refuses them."""
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 _TOKEN_PARAM = re.compile(r"((?:token|api_key|apikey|x-plex-token|sig|signature)=)[^&\s'\"]+", re.IGNORECASE)
 
@@ -27,7 +29,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     text = _TOKEN_PARAM.sub(r"\1…", text)
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, "…")
     return text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -90,7 +91,7 @@ class RefreshPipeline:
         self.guard = MassFailureGuard(config.mass_failure_window_seconds, config.mass_failure_min_attempts,
                                       config.mass_failure_ratio, clock)
         self._inflight: dict[int, asyncio.Future[RefreshOutcome]] = {}
-        self._last_success: dict[int, float] = {}
+        self._last_success: OrderedDict[int, float] = OrderedDict()
         self._backoff_until: dict[int, float] = {}
         self._timeout_retried: set[int] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -297,12 +298,13 @@ class RefreshPipeline:
         return self._finish(outcome, trigger, started)
 
     def _note_success(self, mapping_id: int) -> None:
-        """Remember for the cooldown only; entries older than it are dropped so memory stays flat in bulk jobs."""
+        """Remember for the cooldown only: oldest first, so expired entries leave from the front in O(1)."""
         now = self.clock()
+        self._last_success.pop(mapping_id, None)
         self._last_success[mapping_id] = now
-        if len(self._last_success) > 10_000:
-            horizon = now - self.config.cooldown_seconds
-            self._last_success = {k: v for k, v in self._last_success.items() if v >= horizon}
+        horizon = now - self.config.cooldown_seconds
+        while self._last_success and next(iter(self._last_success.values())) < horizon:
+            self._last_success.popitem(last=False)
 
     def _record_failure(self, mapping: Mapping, trigger: str, reason: str, failure: _Failed, started_at: str,
                         started: float) -> None:

@@ -80,6 +80,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ("", {"STRM_BRIDGE_SERVER_PROT": "1"}, "server.prot"),
         ("", {"STRM_BRIDGE_PLEX_LISTEN_ALERTS": "maybe"}, "plex.listen_alerts"),
         ('[jellyfin]\nurl = "jellyfin:8096"\n', {}, "jellyfin.url"),
+        ('[plex]\nwebhook_token = "abc"\n', {}, "plex.webhook_token"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, env: dict[str, str], named: str) -> None:

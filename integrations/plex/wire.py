@@ -59,7 +59,7 @@ def wire(services: Services, targets: dict[str, Any], locators: dict[str, Any]) 
 
     services.stoppers.append(close_client)
     if config.listen_alerts:
-        listener = PlexAlertListener(client, lambda event: accept_event(services, event))
+        listener = PlexAlertListener(client, lambda event: accept_event(services, event))  # a coroutine: it schedules it
 
         async def start_listener() -> None:
             listener.start()
