@@ -207,6 +207,8 @@ class JellyfinClient:
         self.retry_delay = retry_delay
         self.cache = _TTLCache(cache_size, cache_ttl)
         self._auth_lock = threading.Lock()
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
         self._authenticated = False
         self._auth_error_logged = False
         _REDACTOR.secrets.add(api_key)
@@ -233,6 +235,18 @@ class JellyfinClient:
         session.hooks["response"].append(remember)
         return session
 
+    def _thread_session(self) -> tuple[requests.Session, list[int]]:
+        """One kept-alive session per worker thread: a new TCP connection per call cost ~4 ms of each heal."""
+        state: tuple[requests.Session, list[int]] | None = getattr(self._local, "state", None)
+        if state is None:
+            statuses: list[int] = []
+            state = (self._session(statuses), statuses)
+            self._local.state = state
+            with self._auth_lock:
+                self._sessions.append(state[0])
+        state[1].clear()
+        return state
+
     def _authenticate(self) -> None:
         with self._auth_lock:
             if self._authenticated:
@@ -258,8 +272,7 @@ class JellyfinClient:
 
     def _request_once(self, method: str, handler: str, params: dict[str, Any] | None, body: Any) -> tuple[int, Any]:
         self._authenticate()
-        statuses: list[int] = []
-        session = self._session(statuses)
+        session, statuses = self._thread_session()
         data: dict[str, Any] = {"type": method, "handler": handler, "params": params or {}, "retry": 0}
         if body is not None:
             data["json"] = body
@@ -279,8 +292,6 @@ class JellyfinClient:
             raise JellyfinError(f"Jellyfin answered {status} to {method} /{handler}") from None
         except requests.RequestException as exc:
             raise JellyfinUnavailable(f"{method} /{handler} failed: {type(exc).__name__}") from None
-        finally:
-            session.close()
         status = statuses[-1] if statuses else 0
         if status >= 500:  # the library logs a 500 and returns None as if it were a success
             raise JellyfinUnavailable(f"Jellyfin answered HTTP {status} to {method} /{handler}")
@@ -369,3 +380,7 @@ class JellyfinClient:
 
     async def close(self) -> None:
         self.cache.clear()
+        with self._auth_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
