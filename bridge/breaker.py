@@ -48,32 +48,41 @@ class CircuitBreaker:
 
 
 class MassFailureGuard:
+    """Counts per one-second bucket: bounded memory and O(1) checks, however many refreshes a window holds."""
+
     def __init__(self, window_seconds: float, min_attempts: int, ratio: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window_seconds
         self.min_attempts = min_attempts
         self.ratio = ratio
         self.clock = clock
-        self._results: deque[tuple[float, bool]] = deque()
-        self._failures = 0  # kept in step with _results: the check runs on every refresh of a bulk job
+        self._buckets: deque[list[int]] = deque()  # [second, attempts, failures]
+        self._attempts = 0
+        self._failures = 0
 
     def _trim(self) -> None:
         cutoff = self.clock() - self.window
-        while self._results and self._results[0][0] < cutoff:
-            _, ok = self._results.popleft()
-            self._failures -= not ok
+        while self._buckets and self._buckets[0][0] < cutoff:
+            _, attempts, failures = self._buckets.popleft()
+            self._attempts -= attempts
+            self._failures -= failures
 
     def record(self, ok: bool) -> None:
-        self._results.append((self.clock(), ok))
+        second = int(self.clock())
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        bucket[2] += not ok
+        self._attempts += 1
         self._failures += not ok
         self._trim()
 
     @property
     def tripped(self) -> bool:
         self._trim()
-        attempts = len(self._results)
-        return attempts >= self.min_attempts and self._failures / attempts >= self.ratio
+        return self._attempts >= self.min_attempts and self._failures / self._attempts >= self.ratio
 
     def stats(self) -> dict[str, int]:
         self._trim()
-        return {"attempts": len(self._results), "failures": self._failures}
+        return {"attempts": self._attempts, "failures": self._failures}

@@ -9,7 +9,7 @@ from bridge.resolvers.base import Resolved
 
 
 class ResolveCache:
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 50_000) -> None:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000) -> None:
         self.ttl = ttl_seconds
         self.clock = clock
         self.max_entries = max_entries

@@ -5,7 +5,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlite_utils import Database
 
@@ -45,18 +45,12 @@ class JobRunner:
         if row is None:
             raise KeyError(job_id)
         params = json.loads(row[0])
-        pending = [r[0] for r in self.conn.execute(
-            "select mapping_id from job_items where job_id = ? and outcome is null order by mapping_id", (job_id,))]
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for mapping_id in pending:
-            queue.put_nowait(mapping_id)
+        next_ids = self._pending_pages(job_id)
+        progress_since_commit = 0
 
         async def worker() -> None:
-            while True:
-                try:
-                    mapping_id = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            nonlocal progress_since_commit
+            for mapping_id in next_ids:
                 try:
                     outcome = await self.pipeline.refresh(
                         mapping_id, trigger=params.get("trigger", "manual"), reason=params.get("reason", "manual"),
@@ -64,11 +58,15 @@ class JobRunner:
                 except Exception as exc:  # one item must not stop the job
                     log.exception("job %s item %s", job_id, mapping_id)
                     outcome = RefreshOutcome(mapping_id, "failed", f"{type(exc).__name__}: {exc}")
-                with self.conn:
-                    self.conn.execute(
-                        "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
-                        (outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
-                    self.conn.execute("update jobs set done = done + 1, updated_at = ? where id = ?", (now_iso(), job_id))
+                # progress rides on the next commit: after a crash an item is at worst refreshed again
+                self.conn.execute(
+                    "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
+                    (outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
+                self.conn.execute("update jobs set done = done + 1, updated_at = ? where id = ?", (now_iso(), job_id))
+                progress_since_commit += 1
+                if progress_since_commit >= 100:
+                    self.conn.commit()
+                    progress_since_commit = 0
                 if on_item is not None:
                     on_item(outcome)
 
@@ -78,6 +76,19 @@ class JobRunner:
             raise  # the job stays "running" and resumes at the next start
         with self.conn:
             self.conn.execute("update jobs set state = 'done', updated_at = ? where id = ?", (now_iso(), job_id))
+
+    def _pending_pages(self, job_id: str, page: int = 500) -> Iterator[int]:
+        """Pending items a page at a time, so a job over a million files holds 500 ids, not a million."""
+        last = -1
+        while True:
+            rows = self.conn.execute(
+                "select mapping_id from job_items where job_id = ? and outcome is null and mapping_id > ?"
+                " order by mapping_id limit ?", (job_id, last, page)).fetchall()
+            if not rows:
+                return
+            for (mapping_id,) in rows:
+                yield mapping_id
+            last = rows[-1][0]
 
     def resume_all(self) -> list[str]:
         """Restart every job a previous process left running."""

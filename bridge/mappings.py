@@ -31,6 +31,7 @@ WRITABLE_FIELDS = (
     "fail_count",
     "jellyfin_item_id",
     "plex_rating_key",
+    "emby_item_id",
 )
 STATES = ("ok", "dead", "refreshing", "broken", "unknown")
 
@@ -242,7 +243,7 @@ class MappingStore:
         data = self._prepare(fields)
         if not data:
             return
-        data["updated_at"] = now_iso()
+        data["updated_at"] = data.get("resolved_at") or now_iso()
         assignments = ", ".join(f"{c} = ?" for c in data)
         self.conn.execute(f"update mappings set {assignments} where id = ?", (*data.values(), mapping_id))
         if commit:
@@ -260,12 +261,15 @@ class MappingStore:
         error: str | None = None,
         duration_ms: float | None = None,
         started_at: str | None = None,
+        finished_at: str | None = None,
         commit: bool = True,
     ) -> int:
+        finished_at = finished_at or now_iso()
         cursor = self.conn.execute(
             "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
             " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms, started_at or now_iso(), now_iso()),
+            (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms, started_at or finished_at,
+             finished_at),
         )
         if commit:
             self.conn.commit()

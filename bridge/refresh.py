@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
 MAX_PROVIDER_SWITCHES = 3
+MAX_COOLDOWN_ENTRIES = 20_000
+"""Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 
 
 @dataclass
@@ -272,6 +274,7 @@ class RefreshPipeline:
         self.guard.record(True)
         expires = resolved.expires_at or expiry_iso(new_url, time.time())
         now = now_iso()
+        finished_ms = (time.perf_counter() - started) * 1000
         written = {
             "resolved_url": new_url,
             "resolved_headers": resolved.headers,
@@ -286,8 +289,8 @@ class RefreshPipeline:
         with self.store.conn:
             self.store.update(mapping_id, written, commit=False)
             self.store.log_refresh(mapping_id, trigger=trigger, reason=reason, outcome="refreshed", old_url=old_url,
-                                   new_url=new_url, duration_ms=(time.perf_counter() - started) * 1000,
-                                   started_at=started_at, commit=False)
+                                   new_url=new_url, duration_ms=finished_ms, started_at=started_at,
+                                   finished_at=now, commit=False)
         self._note_success(mapping_id)
         self._backoff_until.pop(mapping_id, None)
         self._timeout_retried.discard(mapping_id)
@@ -303,7 +306,8 @@ class RefreshPipeline:
         self._last_success.pop(mapping_id, None)
         self._last_success[mapping_id] = now
         horizon = now - self.config.cooldown_seconds
-        while self._last_success and next(iter(self._last_success.values())) < horizon:
+        while self._last_success and (len(self._last_success) > MAX_COOLDOWN_ENTRIES
+                                      or next(iter(self._last_success.values())) < horizon):
             self._last_success.popitem(last=False)
 
     def _record_failure(self, mapping: Mapping, trigger: str, reason: str, failure: _Failed, started_at: str,

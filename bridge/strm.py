@@ -6,6 +6,7 @@ write a temp file in the same folder, fsync it, os.replace it over the old one, 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Iterable
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 TEMP_PREFIX = ".strm-bridge-"
 TEMP_SUFFIX = ".tmp"
 MAX_URL_LENGTH = 16 * 1024
+_FORBIDDEN_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 class StrmError(ValueError):
@@ -60,7 +62,7 @@ def validate_url(url: str) -> str:
         raise InvalidUrl("URL is empty")
     if len(url) > MAX_URL_LENGTH:
         raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() for ch in url) or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if _FORBIDDEN_IN_URL.search(url):
         raise InvalidUrl("URL contains whitespace or control characters")
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):

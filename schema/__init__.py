@@ -138,3 +138,12 @@ def m002_jobs(db: Database) -> None:
         pk=("job_id", "mapping_id"),
     )
     db["job_items"].create_index(["job_id", "outcome"], index_name="idx_job_items_outcome")
+
+
+@migrations()
+def m003_emby_item_and_lighter_log(db: Database) -> None:
+    """Emby item ids survive restarts like Jellyfin's; the refresh_log outcome index cost a write per refresh
+    and served no query."""
+    db["mappings"].add_column("emby_item_id", str)
+    db["mappings"].create_index(["emby_item_id"], index_name="idx_mappings_emby_item")
+    db.execute("drop index if exists idx_refresh_log_outcome")

@@ -1,8 +1,8 @@
 """From an Emby event to the mapping behind the item, and the Emby item id the refresh will need.
 
 Emby sends the item's `Path`, so the file is matched directly (after path_map); identity hints are the
-fallback. The mappings table has no Emby column yet, so the item id found here is kept in memory
-(`EmbyItemIndex`) for the target: after a restart, an item is refreshable again once it has been seen.
+fallback. The item id found here is stored on the mapping (`emby_item_id`) so the target can refresh it
+after a restart; `EmbyItemIndex` keeps a bounded in-memory copy for mappings read before the store was.
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class EmbyLocator:
         match = match_mapping(self.store, local_path=local, hints=event.hints)
         if match.mapping is not None and event.item_id:
             self.index.remember(int(match.mapping["id"]), event.item_id)
+            if match.mapping.get("emby_item_id") != event.item_id:
+                self.store.update(int(match.mapping["id"]), {"emby_item_id": event.item_id})
         if match.mapping is None and not event.path:
             return Match(None, None, f"Emby sent no Item.Path; {match.detail}")
         return match

@@ -48,7 +48,7 @@ class EmbyTarget:
 
     async def requests_for(self, mapping: Mapping) -> list[RescanRequest]:
         mapping_id = mapping.get("id")
-        item_id = self.index.get(int(mapping_id)) if mapping_id is not None else None
+        item_id = mapping.get("emby_item_id") or (self.index.get(int(mapping_id)) if mapping_id is not None else None)
         if not item_id:
             log.debug("no Emby item known for mapping %s: nothing to refresh", mapping_id)
             return []
