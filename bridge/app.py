@@ -34,46 +34,39 @@ def accepted_tokens(services: Services, path: str) -> list[str] | None:
     return [services.api_token]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.error, exc.detail)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+def _error_from_http(exc: web.HTTPException) -> web.Response:
+    code = exc.reason.lower().replace(" ", "_") if exc.reason else "error"
+    detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    kept = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return error_response(exc.status, code, detail, headers=kept)
+
+
+def guard_middleware_for(services: Services) -> Callable[..., Any]:
+    """Errors as JSON, then auth, then the body limit: one middleware, because every webhook pays for each layer."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            accepted = accepted_tokens(services, request.path)
+            if accepted is not None and not token_matches(presented_token(request), accepted):
+                raise ApiError(401, "unauthorized", "missing or wrong token (Authorization: Bearer, X-Api-Key or ?token=)")
+            limit = services.body_limit_for(request.path)
+            if request.content_length is not None and request.content_length > limit:
+                raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.error, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error_from_http(exc)
+        except asyncio.CancelledError:
             raise
-        code = exc.reason.lower().replace(" ", "_") if exc.reason else "error"
-        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return error_response(exc.status, code, detail, headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", type(exc).__name__)
-    return response
+        except Exception as exc:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal_error", type(exc).__name__)
 
-
-def auth_middleware_for(services: Services) -> Callable[..., Any]:
-    @web.middleware
-    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        accepted = accepted_tokens(services, request.path)
-        if accepted is not None and not token_matches(presented_token(request), accepted):
-            raise ApiError(401, "unauthorized", "missing or wrong token (Authorization: Bearer, X-Api-Key or ?token=)")
-        return await handler(request)
-
-    return auth_middleware
-
-
-def body_limit_middleware_for(services: Services) -> Callable[..., Any]:
-    @web.middleware
-    async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        limit = services.body_limit_for(request.path)
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
-        return await handler(request)
-
-    return body_limit_middleware
+    return guard
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
@@ -100,7 +93,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(services: Services) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware_for(services), body_limit_middleware_for(services)],
+        middlewares=[guard_middleware_for(services)],
         client_max_size=services.config.server.max_body_bytes,
     )
     app[SERVICES] = services

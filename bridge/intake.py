@@ -67,11 +67,11 @@ class GroupCommit:
 async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     """Store durably and queue an event the detector uses; None when it is ignored. Webhooks and listeners."""
     if event.kind not in services.processor.kinds_used(event.source):
-        services.metrics.webhooks.labels(event.source, "ignored").inc()
+        services.metrics.webhook(event.source, "ignored")
         return None
     event_id = store_event(services.db.conn, event, commit=False)
     await services.group_commit.wait()
-    services.metrics.webhooks.labels(event.source, event.kind).inc()
+    services.metrics.webhook(event.source, event.kind)
     services.processor.submit(event_id, event)
     return event_id
 

@@ -1,6 +1,8 @@
 """Prometheus metrics, on a registry per service instance so tests can build many apps in one process."""
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
@@ -15,3 +17,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
         )
         self.rescans = Counter("strm_bridge_rescans_total", "Media-server refreshes sent", ["target"], registry=self.registry)
+        self._webhook_children: dict[tuple[str, str], Any] = {}
+
+    def webhook(self, source: str, kind: str) -> None:
+        """Counted on every webhook: the labelled child is looked up once, not per request."""
+        child = self._webhook_children.get((source, kind))
+        if child is None:
+            child = self._webhook_children[(source, kind)] = self.webhooks.labels(source, kind)
+        child.inc()
