@@ -96,6 +96,16 @@ class EventProcessor:
         self._finish(event_id, outcome.outcome, match=match, error=outcome.detail if outcome.outcome not in (
             "refreshed", "alive", "cooldown") else None)
 
+    async def _prefetch(self, event: PlaybackEvent) -> None:
+        """Look the item up while it starts: if the stop says it failed, the heal skips the server round trip."""
+        locator = self.locators.get(event.source)
+        if locator is None:
+            return
+        try:
+            await locator.locate(event)
+        except Exception as exc:  # only a warm-up: the failure path looks again and reports
+            log.debug("%s: prefetch of item %s failed: %s", event.source, event.item_id, exc)
+
     async def _probe_start(self, event_id: int, event: PlaybackEvent) -> None:
         locator = self.locators.get(event.source)
         if locator is None:
@@ -138,6 +148,8 @@ class EventProcessor:
                     self._spawn(self._handle_failure(event_id, signal))
                 elif event.kind == "start" and self.probe_on_start:
                     self._spawn(self._probe_start(event_id, event))
+                elif event.kind == "start":
+                    self._spawn(self._prefetch(event))
             except Exception:
                 log.exception("event %s could not be processed", event_id)
             finally:

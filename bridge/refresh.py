@@ -224,11 +224,11 @@ class RefreshPipeline:
         if self._needs_probe(mapping, reason, force):
             current = await self._probe(old_url, mapping)
             action, detail = self._decide(mapping, current)
-            self.store.update(mapping_id, {"last_status": current.status, "last_checked_at": now_iso()})
+            # informational: rides on the next commit instead of costing one on the heal's critical path
+            self.store.update(mapping_id, {"last_status": current.status, "last_checked_at": now_iso()}, commit=False)
             if action == "alive":
                 self._timeout_retried.discard(mapping_id)
-                if mapping.get("state") != "ok":
-                    self.store.update(mapping_id, {"state": "ok"})
+                self.store.update(mapping_id, {"state": "ok"})
                 return self._finish(RefreshOutcome(mapping_id, "alive", detail, old_url=old_url,
                                                    probe_status=current.status), trigger, started)
             if action == "backoff":
