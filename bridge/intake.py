@@ -19,6 +19,7 @@ from bridge.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
+IGNORED = b'{"status": "ignored"}'
 Parser = Callable[[web.Request], Awaitable[PlaybackEvent | None]]
 
 
@@ -86,7 +87,8 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
             raise ApiError(400, "invalid_payload", str(exc)) from None
         event_id = await accept_event(services, event) if event is not None else None
         if event_id is None:
-            return web.json_response({"status": "ignored"}, status=202)
-        return web.json_response({"status": "accepted", "event_id": event_id}, status=202)
+            return web.Response(body=IGNORED, status=202, content_type="application/json")
+        return web.Response(body=b'{"status": "accepted", "event_id": %d}' % event_id, status=202,
+                            content_type="application/json")
 
     return handle

@@ -145,7 +145,7 @@ def _unescape(value: str | None) -> str | None:
 def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
     """One plugin request → a PlaybackEvent, or None for a valid notification that is not about playback."""
     raw = _load(body, content_type)
-    data = {str(key).lower(): value for key, value in raw.items()}  # the plugin's dictionary is case-insensitive
+    data = {key.lower(): value for key, value in raw.items()}  # the plugin's dictionary is case-insensitive
 
     type_value = _text(data.get("notificationtype"))
     if type_value is None:
