@@ -74,17 +74,27 @@ class EventProcessor:
             self.metrics.failures.labels(event.source, signal.reason).inc()
         return signal
 
-    async def _handle_failure(self, event_id: int, signal: FailureSignal) -> None:
-        event = signal.event
+    async def _locate(self, event_id: int | None, event: PlaybackEvent) -> Match | None:
+        """The event's mapping match, or None when there is no locator or it failed (then the event says so)."""
         locator = self.locators.get(event.source)
         if locator is None:
-            self._finish(event_id, "unmatched", error=f"no locator for source {event.source}")
-            return
+            if event_id is not None:
+                self._finish(event_id, "unmatched", error=f"no locator for source {event.source}")
+            return None
         try:
-            match = await locator.locate(event)
+            return await locator.locate(event)
         except Exception as exc:
-            log.warning("%s: could not locate item %s: %s", event.source, event.item_id, exc)
-            self._finish(event_id, "locate_failed", error=str(exc)[:500])
+            if event_id is None:  # a prefetch: only a warm-up, the failure path looks again and reports
+                log.debug("%s: prefetch of item %s failed: %s", event.source, event.item_id, exc)
+            else:
+                log.warning("%s: could not locate item %s: %s", event.source, event.item_id, exc)
+                self._finish(event_id, "locate_failed", error=str(exc)[:500])
+            return None
+
+    async def _handle_failure(self, event_id: int, signal: FailureSignal) -> None:
+        event = signal.event
+        match = await self._locate(event_id, event)
+        if match is None:
             return
         if match.mapping is None:
             log.info("%s: failure on item %s ignored: %s", event.source, event.item_id, match.detail)
@@ -96,25 +106,10 @@ class EventProcessor:
         self._finish(event_id, outcome.outcome, match=match, error=outcome.detail if outcome.outcome not in (
             "refreshed", "alive", "cooldown") else None)
 
-    async def _prefetch(self, event: PlaybackEvent) -> None:
-        """Look the item up while it starts: if the stop says it failed, the heal skips the server round trip."""
-        locator = self.locators.get(event.source)
-        if locator is None:
-            return
-        try:
-            await locator.locate(event)
-        except Exception as exc:  # only a warm-up: the failure path looks again and reports
-            log.debug("%s: prefetch of item %s failed: %s", event.source, event.item_id, exc)
-
     async def _probe_start(self, event_id: int, event: PlaybackEvent) -> None:
-        locator = self.locators.get(event.source)
-        if locator is None:
-            self._finish(event_id, "no_failure")
-            return
-        try:
-            match = await locator.locate(event)
-        except Exception as exc:
-            self._finish(event_id, "locate_failed", error=str(exc)[:500])
+        """detector.probe_on_start: a dead URL is healed at once, often before the user gives up."""
+        match = await self._locate(event_id, event)
+        if match is None:
             return
         if match.mapping is None or not match.mapping.get("resolved_url"):
             self._finish(event_id, "no_failure", match=match)
@@ -148,8 +143,9 @@ class EventProcessor:
                     self._spawn(self._handle_failure(event_id, signal))
                 elif event.kind == "start" and self.probe_on_start:
                     self._spawn(self._probe_start(event_id, event))
-                elif event.kind == "start":
-                    self._spawn(self._prefetch(event))
+                elif event.kind == "start" and event.source in self.locators:
+                    # look the item up while it starts: if the stop says it failed, the heal skips that round trip
+                    self._spawn(self._locate(None, event))
             except Exception:
                 log.exception("event %s could not be processed", event_id)
             finally:

@@ -212,3 +212,44 @@ async def test_refresh_waits_while_jellyfin_is_down_even_across_restart(world, t
     refreshes = world["jellyfin"].calls_to("POST", r"^/Items/[0-9a-f]+/Refresh$")
     assert [c.path.lower() for c in refreshes if c.status == 204] == [f"/items/{item_id}/refresh"]
     await client.close()
+
+
+async def test_probe_on_start_heals_before_the_stop(tmp_path: Path, library_root: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    provider = FakeProvider()
+    await provider.start()
+    jellyfin = FakeJellyfin(api_key=API_KEY)
+    await jellyfin.start()
+    try:
+        services = make_services(tmp_path, f"""
+[jellyfin]
+url = "{jellyfin.url}"
+api_key = "{API_KEY}"
+webhook_token = "{HOOK}"
+path_map = [{{server = "/data/tv", local = "{library_root}"}}]
+[detector]
+probe_on_start = true
+[refresh]
+resolvers = ["http"]
+[resolvers.http]
+url = "{provider.base_url}/resolve"
+""", roots=[library_root])
+        client = await aiohttp_client(create_app(services))
+        world = {"provider": provider, "jellyfin": jellyfin, "services": services, "client": client,
+                 "root": library_root}
+        dead_id, dead_path, dead_url = add_episode(world, 1)
+        live_id, live_path, _ = add_episode(world, 2)
+        live_url = provider.sign("show/1/2", ttl=3600)
+        live_path.write_text(live_url + "\n")
+        services.store.update(services.store.by_path(str(live_path))["id"], {"resolved_url": live_url})
+        for item_id in (dead_id, live_id):
+            assert (await post(world, *body("send_all_json", "start", item_id, "d"))).status == 202
+        await settle(world)
+        assert read_strm(dead_path) != dead_url  # healed on the start alone
+        assert read_strm(live_path) == live_url
+        assert len(provider.resolve_calls) == 1
+        assert len(jellyfin.calls_to("POST", r"^/Items/[0-9a-f]+/Refresh$")) == 1
+        outcomes = dict(services.db.conn.execute("select item_id, outcome from events").fetchall())
+        assert outcomes == {dead_id: "refreshed", live_id: "no_failure"}
+    finally:
+        await jellyfin.close()
+        await provider.close()
