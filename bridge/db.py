@@ -5,12 +5,13 @@ first step. A POSIX advisory lock on a side file makes the second wait and then 
 """
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlite_utils import Database
 
@@ -57,3 +58,29 @@ def migration_status(db: Database) -> tuple[list[tuple[str, str]], list[str]]:
     applied = [(m.name, m.applied_at) for m in migrations.applied(db)]
     pending = [m.name for m in migrations.pending(db)]
     return applied, pending
+
+
+class GroupCommit:
+    """Many webhooks arriving together share one COMMIT; each handler still answers only after it."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._pending: asyncio.Future[None] | None = None
+
+    def wait(self) -> asyncio.Future[None]:
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            loop.call_soon(self._flush)
+        return self._pending
+
+    def _flush(self) -> None:
+        future, self._pending = self._pending, None
+        if future is None:
+            return
+        try:
+            self.conn.commit()
+        except Exception as exc:  # every waiter learns that its event was not stored
+            future.set_exception(exc)
+        else:
+            future.set_result(None)

@@ -6,7 +6,6 @@ the Jellyfin plugin can send every PlaybackProgress tick.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -39,39 +38,13 @@ def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True) -> int:
     return int(cursor.lastrowid or 0)
 
 
-class GroupCommit:
-    """Many webhooks arriving together share one COMMIT; each handler still answers only after it."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self._pending: asyncio.Future[None] | None = None
-
-    def wait(self) -> asyncio.Future[None]:
-        if self._pending is None:
-            loop = asyncio.get_running_loop()
-            self._pending = loop.create_future()
-            loop.call_soon(self._flush)
-        return self._pending
-
-    def _flush(self) -> None:
-        future, self._pending = self._pending, None
-        if future is None:
-            return
-        try:
-            self.conn.commit()
-        except Exception as exc:  # every waiter learns that its event was not stored
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
-
-
 async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     """Store durably and queue an event the detector uses; None when it is ignored. Webhooks and listeners."""
     if event.kind not in services.processor.kinds_used(event.source):
         services.metrics.webhook(event.source, "ignored")
         return None
     event_id = store_event(services.db.conn, event, commit=False)
-    await services.group_commit.wait()
+    await services.store.group_commit.wait()
     services.metrics.webhook(event.source, event.kind)
     services.processor.submit(event_id, event)
     return event_id

@@ -62,7 +62,6 @@ class JobRunner:
                 self.conn.execute(
                     "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
                     (outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
-                self.conn.execute("update jobs set done = done + 1, updated_at = ? where id = ?", (now_iso(), job_id))
                 progress_since_commit += 1
                 if progress_since_commit >= 100:
                     self.conn.commit()
@@ -75,7 +74,8 @@ class JobRunner:
         except asyncio.CancelledError:
             raise  # the job stays "running" and resumes at the next start
         with self.conn:
-            self.conn.execute("update jobs set state = 'done', updated_at = ? where id = ?", (now_iso(), job_id))
+            self.conn.execute("update jobs set state = 'done', done = total, updated_at = ? where id = ?",
+                              (now_iso(), job_id))
 
     def _pending_pages(self, job_id: str, page: int = 500) -> Iterator[int]:
         """Pending items a page at a time, so a job over a million files holds 500 ids, not a million."""
@@ -106,6 +106,7 @@ class JobRunner:
         job["params"] = json.loads(job["params"] or "{}")
         job["counts"] = dict(self.conn.execute(
             "select coalesce(outcome, 'pending'), count(*) from job_items where job_id = ? group by 1", (job_id,)).fetchall())
+        job["done"] = job["total"] - job["counts"].get("pending", 0)  # derived: no per-item write to the job row
         cursor = self.conn.execute(
             "select mapping_id, outcome, detail, finished_at from job_items where job_id = ? order by mapping_id"
             " limit ? offset ?", (job_id, items_limit, items_offset))

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
+from bridge.db import GroupCommit
 from bridge.timeutil import now_iso, to_iso
 
 IDENTITY_FIELDS = ("site", "slug", "season", "episode", "language", "provider")
@@ -79,6 +80,7 @@ class MappingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.conn = db.conn
+        self.group_commit = GroupCommit(db.conn)
 
     # ---- reads -------------------------------------------------------------------------------------
     def _one(self, sql: str, params: Iterable[Any]) -> Mapping | None:

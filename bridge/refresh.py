@@ -259,7 +259,8 @@ class RefreshPipeline:
                     raise _Failed("failed", "resolver returned the same URL that failed")
                 return self._finish(RefreshOutcome(mapping_id, "unchanged", "resolver returned the current URL",
                                                    old_url=old_url, new_url=new_url), trigger, started)
-            self.store.update(mapping_id, {"state": "refreshing"})
+            self.store.update(mapping_id, {"state": "refreshing"}, commit=False)
+            await self.store.group_commit.wait()  # durable before the file changes; shared with concurrent refreshes
             try:
                 await asyncio.to_thread(self.library.write, mapping["strm_path"], new_url)
             except (StrmError, OSError) as exc:
@@ -286,11 +287,12 @@ class RefreshPipeline:
             "last_checked_at": now,
             "fail_count": 0,
         }
-        with self.store.conn:
-            self.store.update(mapping_id, written, commit=False)
-            self.store.log_refresh(mapping_id, trigger=trigger, reason=reason, outcome="refreshed", old_url=old_url,
-                                   new_url=new_url, duration_ms=finished_ms, started_at=started_at,
-                                   finished_at=now, commit=False)
+        # row and log land in the same commit (no await between them); concurrent refreshes share it
+        self.store.update(mapping_id, written, commit=False)
+        self.store.log_refresh(mapping_id, trigger=trigger, reason=reason, outcome="refreshed", old_url=old_url,
+                               new_url=new_url, duration_ms=finished_ms, started_at=started_at,
+                               finished_at=now, commit=False)
+        await self.store.group_commit.wait()
         self._note_success(mapping_id)
         self._backoff_until.pop(mapping_id, None)
         self._timeout_retried.discard(mapping_id)

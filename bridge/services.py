@@ -18,7 +18,6 @@ from bridge.strm import Library
 
 if TYPE_CHECKING:
     from bridge.cache import ResolveCache
-    from bridge.intake import GroupCommit
     from bridge.jobs import JobRunner
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
@@ -46,13 +45,9 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
-    group_commit: "GroupCommit" = field(init=False)
 
     def __post_init__(self) -> None:
-        from bridge.intake import GroupCommit
-
         self.store = MappingStore(self.db)
-        self.group_commit = GroupCommit(self.db.conn)
         self.library = Library(self.config.library.roots, self.config.library.anchors)
 
     def body_limit_for(self, path: str) -> int:
