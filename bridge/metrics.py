@@ -18,6 +18,7 @@ class Metrics:
         )
         self.rescans = Counter("strm_bridge_rescans_total", "Media-server refreshes sent", ["target"], registry=self.registry)
         self._webhook_children: dict[tuple[str, str], Any] = {}
+        self._refresh_children: dict[tuple[str, str], Any] = {}
 
     def webhook(self, source: str, kind: str) -> None:
         """Counted on every webhook: the labelled child is looked up once, not per request."""
@@ -25,3 +26,10 @@ class Metrics:
         if child is None:
             child = self._webhook_children[(source, kind)] = self.webhooks.labels(source, kind)
         child.inc()
+
+    def refresh(self, trigger: str, outcome: str, seconds: float) -> None:
+        child = self._refresh_children.get((trigger, outcome))
+        if child is None:
+            child = self._refresh_children[(trigger, outcome)] = self.refreshes.labels(trigger, outcome)
+        child.inc()
+        self.refresh_seconds.observe(seconds)

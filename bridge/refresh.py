@@ -328,8 +328,7 @@ class RefreshPipeline:
     def _finish(self, outcome: RefreshOutcome, trigger: str, started: float) -> RefreshOutcome:
         outcome.duration_ms = (time.perf_counter() - started) * 1000
         if self.metrics is not None:
-            self.metrics.refreshes.labels(trigger, outcome.outcome).inc()
-            self.metrics.refresh_seconds.observe(outcome.duration_ms / 1000)
+            self.metrics.refresh(trigger, outcome.outcome, outcome.duration_ms / 1000)
         return outcome
 
     async def _resolve(self, mapping: Mapping, identity: Identity, reason: str, exclude: tuple[str, ...]) -> Resolved:

@@ -142,8 +142,9 @@ def m002_jobs(db: Database) -> None:
 
 @migrations()
 def m003_emby_item_and_lighter_log(db: Database) -> None:
-    """Emby item ids survive restarts like Jellyfin's; the refresh_log outcome index cost a write per refresh
-    and served no query."""
+    """Emby item ids survive restarts like Jellyfin's; two indexes cost a write per refresh and served no
+    query that the primary keys do not (refresh_log by outcome, job_items by outcome)."""
     db["mappings"].add_column("emby_item_id", str)
     db["mappings"].create_index(["emby_item_id"], index_name="idx_mappings_emby_item")
     db.execute("drop index if exists idx_refresh_log_outcome")
+    db.execute("drop index if exists idx_job_items_outcome")
