@@ -3,7 +3,6 @@ one `POST /Items/{id}/Refresh` out. The real app on a temp database, FakeEmby an
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -13,6 +12,7 @@ import pytest
 from bridge.app import create_app
 from bridge.strm import read_strm
 from tests.appfactory import make_services
+from tests.e2e import plant_expired, refresh_config
 from tests.fakes.emby import FakeEmby
 from tests.fakes.provider import FakeProvider
 
@@ -35,12 +35,7 @@ url = "{emby.url}"
 api_key = "{API_KEY}"
 webhook_token = "{HOOK}"
 path_map = [{{server = "/mnt/tv", local = "{library_root}"}}]
-[refresh]
-resolvers = ["http"]
-cooldown_seconds = 600
-[resolvers.http]
-url = "{provider.base_url}/resolve"
-""", roots=[library_root])
+{refresh_config(provider)}""", roots=[library_root])
     client = await aiohttp_client(create_app(services))
     yield {"provider": provider, "emby": emby, "services": services, "client": client, "root": library_root}
     await emby.stop()
@@ -48,15 +43,8 @@ url = "{provider.base_url}/resolve"
 
 
 def add_episode(world: dict[str, Any], episode: int) -> tuple[str, Path, str]:
-    provider, root = world["provider"], world["root"]
-    key = f"aot/1/{episode}"
-    provider.add_episode(key)
-    expired = provider.sign(key, expires_at=time.time() - 120)
-    path = root / "Attack on Titan" / "Season 01" / f"Attack on Titan - S01E{episode:02d}.strm"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(expired + "\n")
-    world["services"].store.upsert({"strm_path": str(path), "resolved_url": expired, "site": "fake", "slug": "aot",
-                                    "season": 1, "episode": episode, "language": "German Dub", "state": "ok"})
+    path = world["root"] / "Attack on Titan" / "Season 01" / f"Attack on Titan - S01E{episode:02d}.strm"
+    expired = plant_expired(world["provider"], world["services"].store, path, "aot", episode)
     return str(90210 + episode), path, expired
 
 

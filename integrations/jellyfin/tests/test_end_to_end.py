@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +13,7 @@ import pytest
 from bridge.app import create_app
 from bridge.strm import read_strm
 from tests.appfactory import make_services
+from tests.e2e import plant_expired, refresh_config
 from tests.fakes.jellyfin import FakeJellyfin
 from tests.fakes.provider import FakeProvider
 
@@ -47,7 +47,13 @@ def body(fmt: str, kind: str, item_id: str, device: str, position_ticks: int = 0
 
 
 @pytest.fixture
-async def world(tmp_path: Path, library_root: Path, aiohttp_client):  # type: ignore[no-untyped-def]
+def extra_config() -> str:
+    """Overridden by tests that need more configuration (pytest.mark.parametrize on this name)."""
+    return ""
+
+
+@pytest.fixture
+async def world(tmp_path: Path, library_root: Path, aiohttp_client, extra_config: str):  # type: ignore[no-untyped-def]
     provider = FakeProvider()
     await provider.start()
     jellyfin = FakeJellyfin(api_key=API_KEY)
@@ -58,12 +64,8 @@ url = "{jellyfin.url}"
 api_key = "{API_KEY}"
 webhook_token = "{HOOK}"
 path_map = [{{server = "/data/tv", local = "{library_root}"}}]
-[refresh]
-resolvers = ["http"]
-cooldown_seconds = 600
-[resolvers.http]
-url = "{provider.base_url}/resolve"
-""", roots=[library_root])
+{extra_config}
+{refresh_config(provider)}""", roots=[library_root])
     client = await aiohttp_client(create_app(services))
     yield {"provider": provider, "jellyfin": jellyfin, "services": services, "client": client, "root": library_root}
     await jellyfin.close()
@@ -71,15 +73,8 @@ url = "{provider.base_url}/resolve"
 
 
 def add_episode(world: dict[str, Any], episode: int) -> tuple[str, Path, str]:
-    provider, root = world["provider"], world["root"]
-    key = f"show/1/{episode}"
-    provider.add_episode(key)
-    expired = provider.sign(key, expires_at=time.time() - 120)
-    path = root / "Show" / "Season 01" / f"Show S01E{episode:02d}.strm"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(expired + "\n")
-    world["services"].store.upsert({"strm_path": str(path), "resolved_url": expired, "site": "fake", "slug": "show",
-                                    "season": 1, "episode": episode, "language": "German Dub", "state": "ok"})
+    path = world["root"] / "Show" / "Season 01" / f"Show S01E{episode:02d}.strm"
+    expired = plant_expired(world["provider"], world["services"].store, path, "show", episode)
     item_id = f"{episode:032x}"
     world["jellyfin"].add_item(item_id, f"/data/tv/Show/Season 01/Show S01E{episode:02d}.strm", Type="Episode")
     return item_id, path, expired
@@ -214,42 +209,20 @@ async def test_refresh_waits_while_jellyfin_is_down_even_across_restart(world, t
     await client.close()
 
 
-async def test_probe_on_start_heals_before_the_stop(tmp_path: Path, library_root: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
-    provider = FakeProvider()
-    await provider.start()
-    jellyfin = FakeJellyfin(api_key=API_KEY)
-    await jellyfin.start()
-    try:
-        services = make_services(tmp_path, f"""
-[jellyfin]
-url = "{jellyfin.url}"
-api_key = "{API_KEY}"
-webhook_token = "{HOOK}"
-path_map = [{{server = "/data/tv", local = "{library_root}"}}]
-[detector]
-probe_on_start = true
-[refresh]
-resolvers = ["http"]
-[resolvers.http]
-url = "{provider.base_url}/resolve"
-""", roots=[library_root])
-        client = await aiohttp_client(create_app(services))
-        world = {"provider": provider, "jellyfin": jellyfin, "services": services, "client": client,
-                 "root": library_root}
-        dead_id, dead_path, dead_url = add_episode(world, 1)
-        live_id, live_path, _ = add_episode(world, 2)
-        live_url = provider.sign("show/1/2", ttl=3600)
-        live_path.write_text(live_url + "\n")
-        services.store.update(services.store.by_path(str(live_path))["id"], {"resolved_url": live_url})
-        for item_id in (dead_id, live_id):
-            assert (await post(world, *body("send_all_json", "start", item_id, "d"))).status == 202
-        await settle(world)
-        assert read_strm(dead_path) != dead_url  # healed on the start alone
-        assert read_strm(live_path) == live_url
-        assert len(provider.resolve_calls) == 1
-        assert len(jellyfin.calls_to("POST", r"^/Items/[0-9a-f]+/Refresh$")) == 1
-        outcomes = dict(services.db.conn.execute("select item_id, outcome from events").fetchall())
-        assert outcomes == {dead_id: "refreshed", live_id: "no_failure"}
-    finally:
-        await jellyfin.close()
-        await provider.close()
+@pytest.mark.parametrize("extra_config", ["[detector]\nprobe_on_start = true"])
+async def test_probe_on_start_heals_before_the_stop(world) -> None:  # type: ignore[no-untyped-def]
+    provider, services = world["provider"], world["services"]
+    dead_id, dead_path, dead_url = add_episode(world, 1)
+    live_id, live_path, _ = add_episode(world, 2)
+    live_url = provider.sign("show/1/2", ttl=3600)
+    live_path.write_text(live_url + "\n")
+    services.store.update(services.store.by_path(str(live_path))["id"], {"resolved_url": live_url})
+    for item_id in (dead_id, live_id):
+        assert (await post(world, *body("send_all_json", "start", item_id, "d"))).status == 202
+    await settle(world)
+    assert read_strm(dead_path) != dead_url  # healed on the start alone
+    assert read_strm(live_path) == live_url
+    assert len(provider.resolve_calls) == 1
+    assert len(world["jellyfin"].calls_to("POST", r"^/Items/[0-9a-f]+/Refresh$")) == 1
+    outcomes = dict(services.db.conn.execute("select item_id, outcome from events").fetchall())
+    assert outcomes == {dead_id: "refreshed", live_id: "no_failure"}

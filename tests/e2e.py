@@ -1,0 +1,30 @@
+"""Shared pieces of the end-to-end tests: a bridge wired to the fake provider, and expired episodes on disk."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bridge.mappings import MappingStore
+from tests.fakes.provider import FakeProvider
+
+
+def refresh_config(provider: FakeProvider, cooldown_seconds: float = 600) -> str:
+    return f"""
+[refresh]
+resolvers = ["http"]
+cooldown_seconds = {cooldown_seconds}
+[resolvers.http]
+url = "{provider.base_url}/resolve"
+"""
+
+
+def plant_expired(provider: FakeProvider, store: MappingStore, path: Path, slug: str, episode: int) -> str:
+    """An episode the provider has, whose .strm and mapping hold a URL that expired two minutes ago."""
+    key = f"{slug}/1/{episode}"
+    provider.add_episode(key)
+    expired = provider.sign(key, expires_at=time.time() - 120)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(expired + "\n")
+    store.upsert({"strm_path": str(path), "resolved_url": expired, "site": "fake", "slug": slug, "season": 1,
+                  "episode": episode, "language": "German Dub", "state": "ok"})
+    return expired
