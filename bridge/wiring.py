@@ -5,6 +5,8 @@ This is the only module that imports integrations, so the core stays free of Jel
 from __future__ import annotations
 
 import logging
+from typing import Any
+
 from bridge.auth import ensure_api_token
 from bridge.cache import ResolveCache
 from bridge.config import Config, ConfigError

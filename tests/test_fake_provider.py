@@ -13,7 +13,6 @@ import pytest
 
 from bridge.timeutil import to_epoch
 from tests.fakes.provider import FakeProvider, default_content
-from tests.fakes.provider_fixture import fake_provider  # noqa: F401  (fixture)
 
 EPISODE = "naruto/1/2"
 

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestServer
 
 from bridge.probe import PROBE_STATUSES, ProbeResult, classify_status, parse_retry_after, probe
 from tests.fakes.provider import FakeProvider
-from tests.fakes.provider_fixture import fake_provider  # noqa: F401  (fixture)
 
 EPISODE = "naruto/1/2"
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
