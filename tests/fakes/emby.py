@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve
+
 
 @dataclass
 class FakeEmbyCall:
@@ -41,11 +43,7 @@ class FakeEmby:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/Items/{item_id}/Refresh", self._refresh)
         app.router.add_get("/System/Info/Public", self._info)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.port)
         return self
 
     async def stop(self) -> None:

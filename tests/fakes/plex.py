@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.loopback import serve
+
 MACHINE_ID = "5f1d2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f"
 VERSION = "1.41.3.9314-a0bfb8370"
 SECTION_TYPES = {"movie": ("com.plexapp.agents.none", "Plex Movie"), "show": ("tv.plex.agents.series", "Plex TV Series")}
@@ -178,11 +180,7 @@ class FakePlex:
         app.router.add_get("/library/metadata/{key}", self._metadata)
         app.router.add_put("/library/metadata/{key}/refresh", self._metadata_refresh)
         app.router.add_get("/:/websockets/notifications", self._notifications)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.port)
         return self
 
     async def stop(self) -> None:
