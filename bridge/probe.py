@@ -203,16 +203,13 @@ def predict_expiry(
     Known CDN markers are trusted as absolute times; bare generic parameters go through sanity windows because
     `exp=3` or `expires=1` in some random query is just as likely to mean something else.
     """
-    try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        host = (parts.hostname or "").lower()
-    except ValueError:
+    split = _split(url)
+    if split is None:
         return None
+    host, path, query = split
     reference_now = time.time() if now is None else float(now)
     issued = _epoch_of(resolved_at)
     base = reference_now if issued is None else issued
-    path = parts.path or ""
 
     params: dict[str, list[str]] = {}
     for name, value in query:
@@ -305,14 +302,21 @@ def expiry_iso(url: str, resolved_at: float | str | None = None, *, now: float |
         return None
 
 
-def egress_bound(url: str) -> bool:
-    """Whether the link is tied to the client's IP/ASN, so a refresh from another egress may yield a dead link."""
+def _split(url: str) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """Lower-cased host, path and query pairs; None for a URL that does not parse."""
     try:
         parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        host = (parts.hostname or "").lower()
+        return (parts.hostname or "").lower(), parts.path or "", parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
+        return None
+
+
+def egress_bound(url: str) -> bool:
+    """Whether the link is tied to the client's IP/ASN, so a refresh from another egress may yield a dead link."""
+    split = _split(url)
+    if split is None:
         return False
+    host, path, query = split
     for name, value in query:
         key = name.lower()
         value = value.strip()
@@ -323,7 +327,7 @@ def egress_bound(url: str) -> bool:
         if key == "i" and (_IPV4_PREFIX.fullmatch(value) or _IPV6ISH.fullmatch(value)):
             return True
     if host == "googlevideo.com" or host.endswith(".googlevideo.com"):
-        for name, value in _GOOGLEVIDEO_PATH_PARAM.findall(parts.path or ""):
+        for name, value in _GOOGLEVIDEO_PATH_PARAM.findall(path):
             if name == "ip" and value:
                 return True
     return False
