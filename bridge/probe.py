@@ -186,6 +186,8 @@ _MIN_EPOCH = 0.0
 _MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 
 _GENERIC_EXPIRY_PARAMS = ("exp", "expires", "expire", "expiry")
+_MARKER_HINTS = ("exp", "policy", "x-amz", "sign", "eyj", "s=")
+"""Every marker below contains one of these (lower-cased); a URL with none of them and no percent-escape has none."""
 _DIGITS = re.compile(r"[0-9]+")
 _IPV4_PREFIX = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){1,3}(/[0-9]{1,2})?")
 _IPV6ISH = re.compile(r"[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}(/[0-9]{1,3})?", re.IGNORECASE)
@@ -203,6 +205,9 @@ def predict_expiry(
     Known CDN markers are trusted as absolute times; bare generic parameters go through sanity windows because
     `exp=3` or `expires=1` in some random query is just as likely to mean something else.
     """
+    lowered = url.lower()
+    if "%" not in lowered and not any(hint in lowered for hint in _MARKER_HINTS):
+        return None  # the common case on a bulk refresh; parsing the query costs ten times this
     split = _split(url)
     if split is None:
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Awaitable, Callable
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
 MAX_PROVIDER_SWITCHES = 3
+WRITE_THREADS = 4
+"""File writes are fsync-bound: past a few threads each write only waits longer; own pool, so a hung resolver
+thread or a slow media-server call never delays a write."""
 MAX_COOLDOWN_ENTRIES = 20_000
 """Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 
@@ -97,6 +101,7 @@ class RefreshPipeline:
         self._backoff_until: dict[int, float] = {}
         self._timeout_retried: set[int] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._writer: ThreadPoolExecutor | None = None
         self.resolver_calls = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -109,9 +114,18 @@ class RefreshPipeline:
             )
         return self._session
 
+    @property
+    def writer(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="strm-write")
+        return self._writer
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)  # a write in flight finishes; it is never abandoned half way
+            self._writer = None
         for resolver in self.resolvers:
             try:
                 await resolver.close()
@@ -262,7 +276,8 @@ class RefreshPipeline:
             self.store.update(mapping_id, {"state": "refreshing"}, commit=False)
             await self.store.group_commit.wait()  # durable before the file changes; shared with concurrent refreshes
             try:
-                await asyncio.to_thread(self.library.write, mapping["strm_path"], new_url)
+                await asyncio.get_running_loop().run_in_executor(self.writer, self.library.write,
+                                                                 mapping["strm_path"], new_url)
             except (StrmError, OSError) as exc:
                 self.store.update(mapping_id, {"state": mapping.get("state") or "unknown"})
                 detail = f"{exc.code}: {exc}" if isinstance(exc, StrmError) else f"write failed: {exc}"
@@ -354,7 +369,8 @@ class RefreshPipeline:
                                          strm_path=mapping.get("strm_path"), exclude_providers=tuple(excluded))
                 try:
                     self.resolver_calls += 1
-                    resolved = await asyncio.wait_for(resolver.resolve(request), timeout=self.resolver_timeout)
+                    async with asyncio.timeout(self.resolver_timeout):  # cheaper than wait_for: no extra task
+                        resolved = await resolver.resolve(request)
                     resolved = replace(resolved, resolver=resolver.name)
                     validate_url(resolved.url)
                     if self.config.probe_new_url:

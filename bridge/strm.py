@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 TEMP_PREFIX = ".strm-bridge-"
 TEMP_SUFFIX = ".tmp"
 MAX_URL_LENGTH = 16 * 1024
+MAX_SWEPT_FOLDERS = 100_000
 _FORBIDDEN_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -101,6 +103,7 @@ class Library:
         self.roots = [Path(os.path.abspath(r)) for r in roots]
         self.real_roots = [Path(os.path.realpath(r)) for r in self.roots]
         self.anchors = [Path(a) for a in anchors]
+        self._swept: set[str] = set()
 
     def check_anchors(self) -> None:
         for anchor in self.anchors:
@@ -109,29 +112,69 @@ class Library:
 
     def check_path(self, path: str | os.PathLike[str]) -> Path:
         """Return the real path to write, or raise the specific reason it is refused."""
+        lexical = self._check_lexical(path)
+        real = Path(os.path.realpath(lexical))
+        if not any(_within(real, root) for root in self.real_roots):
+            raise SymlinkEscape(f"{lexical} resolves through a symlink to {real}, outside the library roots", lexical)
+        return real
+
+    def _check_lexical(self, path: str | os.PathLike[str]) -> Path:
+        """The checks that need no file system: roots configured, absolute, no '..', a .strm, under a root."""
         if not self.roots:
             raise NoRoots("library.roots is not configured: no .strm file may be written", path)
         raw = os.fspath(path)
         if not os.path.isabs(raw):
             raise OutsideRoots(f"{raw} is not an absolute path", raw)
-        if ".." in Path(raw).parts:
+        if ".." in raw.split(os.sep):
             raise PathTraversal(f"{raw} contains '..'", raw)
         if not raw.endswith(".strm"):
             raise NotStrmFile(f"{raw} is not a .strm file", raw)
         lexical = Path(os.path.normpath(raw))
         if not any(_within(lexical, root) for root in self.roots):
             raise OutsideRoots(f"{raw} is outside the library roots", raw)
-        real = Path(os.path.realpath(lexical))
-        if not any(_within(real, root) for root in self.real_roots):
-            raise SymlinkEscape(f"{raw} resolves through a symlink to {real}, outside the library roots", raw)
-        return real
+        return lexical
 
     def write(self, path: str | os.PathLike[str], url: str) -> bool:
-        """Atomically make `path` hold `url`; returns False when it already did (nothing written)."""
+        """Atomically make `path` hold `url`; returns False when it already did (nothing written).
+
+        The folder is opened once and everything after the checks happens relative to that descriptor, so the
+        folder that was checked is the folder written (no symlink swapped in between), and a write costs a
+        dozen system calls instead of the two dozen a path-based realpath plus write would.
+        """
         validate_url(url)
-        target = self.check_path(path)
+        lexical = self._check_lexical(path)
         self.check_anchors()
-        return write_atomic(target, url + "\n")
+        folder, name = os.path.split(lexical)
+        dir_fd = os.open(folder, _DIR_FLAGS)
+        try:
+            real_folder = Path(_fd_path(dir_fd) or os.path.realpath(folder))
+            if not any(_within(real_folder, root) for root in self.real_roots):
+                raise SymlinkEscape(f"{lexical} resolves through a symlink to {real_folder / name}, outside the library"
+                                    " roots", lexical)
+            self._sweep_once(dir_fd, str(real_folder))
+            try:
+                st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is None or not stat.S_ISLNK(st.st_mode):
+                return write_in(dir_fd, name, (url + "\n").encode("utf-8"), st)
+        finally:
+            os.close(dir_fd)
+        # the file itself is a symlink: write its real target, which must be inside the roots too
+        return write_atomic(self.check_path(lexical), url + "\n")
+
+    def _sweep_once(self, dir_fd: int, folder: str) -> None:
+        """Delete temp files an earlier process left in this folder, the first time this process writes there.
+
+        Once per folder is enough: within one process a failed write removes its own temp file, so only a
+        process that died can leave one. Temp files of this process (a concurrent write) are never touched.
+        """
+        if folder in self._swept:
+            return
+        if len(self._swept) >= MAX_SWEPT_FOLDERS:
+            self._swept.clear()  # forgetting only means sweeping a folder once more
+        self._swept.add(folder)
+        remove_temp_files(dir_fd, keep_pid=os.getpid())
 
     def check_writable(self, path: str | os.PathLike[str], url: str | None = None) -> Path:
         """Everything `write` checks, without writing: for API validation before storing anything."""
@@ -145,27 +188,45 @@ def _within(path: Path, root: Path) -> bool:
 
 
 def write_atomic(target: Path, content: str) -> bool:
-    data = content.encode("utf-8")
+    """Replace `target` with `content` (temp file, fsync, rename, fsync of the folder); False if unchanged."""
+    folder, name = os.path.split(target)
+    dir_fd = os.open(folder or ".", _DIR_FLAGS)
     try:
-        st: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
         try:
-            with open(target, "rb") as fh:
-                if fh.read(len(data) + 1) == data:
-                    return False
+            st: os.stat_result | None = os.stat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            st = None
+        return write_in(dir_fd, name, content.encode("utf-8"), st)
+    finally:
+        os.close(dir_fd)
+
+
+def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None) -> bool:
+    """The atomic replace inside an open folder; `st` is the current file's stat, None when it does not exist.
+
+    A reader sees the old file or the new one, never a partial one; a crash before the rename leaves a temp
+    file that `remove_temp_files` (run by crash recovery) deletes.
+    """
+    if st is not None and st.st_size == len(data):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError:
             pass
-    folder = target.parent
-    _remove_stale_temps(folder, target.name)
-    temp = folder / f"{TEMP_PREFIX}{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644 if st is None else (st.st_mode & 0o7777))
+        else:
+            try:
+                if os.read(fd, len(data) + 1) == data:
+                    return False
+            finally:
+                os.close(fd)
+    mode = 0o644 if st is None else stat.S_IMODE(st.st_mode)
+    temp = f"{TEMP_PREFIX}{name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
             os.write(fd, data)
             if st is not None:
-                os.fchmod(fd, st.st_mode & 0o7777)
+                if mode & _UMASK:  # the umask took bits the old file had
+                    os.fchmod(fd, mode)
                 if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
                     try:
                         os.fchown(fd, st.st_uid, st.st_gid)
@@ -174,48 +235,72 @@ def write_atomic(target: Path, content: str) -> bool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, target)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    os.fsync(dir_fd)
     return True
 
 
-def _remove_stale_temps(folder: Path, name: str) -> None:
-    """A writer killed before its rename left a temp file for this target: it can never be used, delete it."""
-    prefix = f"{TEMP_PREFIX}{name}."
+def _fd_path(fd: int) -> str | None:
+    """The real path of an open folder, from /proc on Linux; None elsewhere (the caller falls back to realpath)."""
     try:
-        with os.scandir(folder) as entries:
-            stale = [e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)]
-    except FileNotFoundError:
-        return
-    for path in stale:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
-def remove_temp_files(folder: str | os.PathLike[str]) -> int:
-    """Delete temp files a crashed writer left behind in one folder."""
+def _read_umask() -> int:
+    """The process umask without the set-and-restore race where /proc has it (Linux 4.7+)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def remove_temp_files(folder: str | os.PathLike[str] | int, keep_pid: int | None = None) -> int:
+    """Delete temp files crashed writers left in one folder (a path or an open descriptor of it).
+
+    With `keep_pid`, temp files that process is writing right now are kept: their names carry the writer's pid.
+    """
     removed = 0
+    dir_fd = folder if isinstance(folder, int) else None
     try:
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     for entry in entries:
-        if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
+        if not is_temp_name(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        if keep_pid is not None and _temp_writer_pid(entry.name) == keep_pid:
+            continue
+        try:
+            if dir_fd is None:
                 os.unlink(entry.path)
-                removed += 1
-            except FileNotFoundError:
-                pass
+            else:
+                os.unlink(entry.name, dir_fd=dir_fd)
+            removed += 1
+        except FileNotFoundError:
+            pass
     return removed
+
+
+def _temp_writer_pid(name: str) -> int | None:
+    """`.strm-bridge-<file>.<pid>-<random>.tmp` -> pid; None for names of an older format."""
+    tag = name[: -len(TEMP_SUFFIX)].rpartition(".")[2]
+    pid, dash, _ = tag.partition("-")
+    return int(pid) if dash and pid.isdigit() else None

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 def to_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     # isoformat is several times cheaper than strftime, and this runs on every webhook and refresh
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def from_epoch(seconds: float) -> str:

@@ -95,7 +95,7 @@ def test_crash_between_temp_write_and_rename_keeps_old_file(library: Library, li
     target = library_root / "a.strm"
     target.write_text("http://old/1\n")
 
-    def crash(src: str, dst: str) -> None:
+    def crash(src: str, dst: str, **dir_fds: int) -> None:
         raise OSError("simulated crash before rename")
 
     monkeypatch.setattr(strm.os, "replace", crash)
@@ -117,7 +117,7 @@ def test_killed_writer_leaves_old_file_and_temp_is_swept(library_root: Path) -> 
     script = textwrap.dedent(f"""
         import os, signal
         from bridge import strm
-        def die(src, dst):
+        def die(src, dst, **dir_fds):
             os.kill(os.getpid(), signal.SIGKILL)
         strm.os.replace = die
         strm.Library([{str(library_root)!r}]).write({str(target)!r}, "http://new/1")
@@ -129,3 +129,66 @@ def test_killed_writer_leaves_old_file_and_temp_is_swept(library_root: Path) -> 
     assert len(leftovers) == 1 and strm.is_temp_name(leftovers[0]) and not leftovers[0].endswith(".strm")
     assert strm.remove_temp_files(library_root) == 1
     assert [p.name for p in library_root.iterdir()] == ["a.strm"]
+
+
+def test_symlinks_inside_the_roots_are_followed(library: Library, library_root: Path) -> None:
+    """A season folder or a file linked elsewhere inside the roots is written where it really lives."""
+    real_season = library_root / "Real Season"
+    real_season.mkdir()
+    (library_root / "Season 01").symlink_to(real_season)
+    (real_season / "e1.strm").write_text("http://old/1\n")
+    assert library.write(library_root / "Season 01" / "e1.strm", "http://new/1") is True
+    assert (real_season / "e1.strm").read_text() == "http://new/1\n"
+
+    (library_root / "alias.strm").symlink_to(real_season / "e1.strm")
+    assert library.write(library_root / "alias.strm", "http://new/2") is True
+    assert (library_root / "alias.strm").is_symlink()  # the link stays a link; its target got the URL
+    assert (real_season / "e1.strm").read_text() == "http://new/2\n"
+
+
+def test_file_symlink_out_of_the_roots_is_refused(tmp_path: Path, library: Library, library_root: Path) -> None:
+    outside = tmp_path / "outside.strm"
+    outside.write_text("http://keep/1\n")
+    (library_root / "escape.strm").symlink_to(outside)
+    with pytest.raises(strm.SymlinkEscape):
+        library.write(library_root / "escape.strm", "http://new/1")
+    assert outside.read_text() == "http://keep/1\n"
+
+
+def test_mode_wider_than_the_umask_is_kept(library: Library, library_root: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    target = library_root / "shared.strm"
+    target.write_text("http://old/1\n")
+    os.chmod(target, 0o666)
+    old_mask = os.umask(0o022)
+    monkeypatch.setattr(strm, "_UMASK", 0o022)
+    try:
+        assert library.write(target, "http://new/1") is True
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666
+
+
+def test_same_size_different_content_is_written(library: Library, library_root: Path) -> None:
+    target = library_root / "a.strm"
+    target.write_text("http://old/1\n")
+    assert library.write(target, "http://new/1") is True
+    assert library.write(target, "http://new/2") is True
+    assert target.read_text() == "http://new/2\n"
+
+
+def test_first_write_in_a_folder_sweeps_temps_of_dead_writers(library: Library, library_root: Path) -> None:
+    folder = library_root / "Season 01"
+    folder.mkdir()
+    (folder / "e1.strm").write_text("http://old/1\n")
+    dead = folder / ".strm-bridge-e2.strm.999999999-abcd1234.tmp"  # a pid that cannot be alive
+    older_format = folder / ".strm-bridge-e3.strm.abcd1234.tmp"
+    ours = folder / f".strm-bridge-e4.strm.{os.getpid()}-abcd1234.tmp"  # a write of this process in flight
+    for path in (dead, older_format, ours):
+        path.write_text("http://partial")
+    assert library.write(folder / "e1.strm", "http://new/1") is True
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["e1.strm", ours.name])
+    dead.write_text("http://partial")  # appears after the sweep: left for crash recovery, not re-listed per write
+    assert library.write(folder / "e1.strm", "http://new/2") is True
+    assert dead.exists()
+    assert strm.remove_temp_files(folder) == 2
