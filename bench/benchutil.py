@@ -4,6 +4,7 @@ from __future__ import annotations
 import resource
 import statistics
 import sys
+import itertools
 import uuid
 from pathlib import Path
 
@@ -25,11 +26,13 @@ class InstantResolver:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.run = uuid.uuid4().hex[:8]  # fresh URLs differ from every earlier run's without a random call each
+        self.serial = itertools.count()
 
     async def resolve(self, request: ResolveRequest) -> Resolved:
         self.calls += 1
         i = request.identity
-        return Resolved(f"http://cdn.test/{i.slug}/{i.season}/{i.episode}.mp4?v={uuid.uuid4().hex}", provider="instant")
+        return Resolved(f"http://cdn.test/{i.slug}/{i.season}/{i.episode}.mp4?v={self.run}-{next(self.serial)}", provider="instant")
 
     async def close(self) -> None:
         pass

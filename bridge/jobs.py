@@ -9,10 +9,14 @@ from typing import Any, Callable, Iterator
 
 from sqlite_utils import Database
 
+from bridge.mappings import Mapping
 from bridge.refresh import RefreshOutcome, RefreshPipeline
 from bridge.timeutil import now_iso
 
 log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 128
+"""Items resolved but not yet written: about four write batches, so the writer threads always have the next one."""
 
 
 class JobRunner:
@@ -20,6 +24,7 @@ class JobRunner:
         self.db = db
         self.conn = db.conn
         self.pipeline = pipeline
+        self.store = pipeline.store
         self.concurrency = concurrency
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -45,49 +50,89 @@ class JobRunner:
         if row is None:
             raise KeyError(job_id)
         params = json.loads(row[0])
+        options = {"trigger": params.get("trigger", "manual"), "reason": params.get("reason", "manual"),
+                   "force": bool(params.get("force"))}
+        dry_run = bool(params.get("dry_run"))
         next_ids = self._pending_pages(job_id)
-        progress_since_commit = 0
+        in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        writing: set[asyncio.Future[RefreshOutcome]] = set()
+        progress: list[tuple[str, str, str, str, int]] = []
+        since_commit = 0
+
+        def store_progress() -> None:
+            nonlocal since_commit
+            if not progress:
+                return
+            # progress rides on the next commit: after a crash an item is at worst refreshed again
+            self.conn.executemany(
+                "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
+                progress)
+            since_commit += len(progress)
+            progress.clear()
+            if since_commit >= 100:
+                self.conn.commit()
+                since_commit = 0
+
+        def record(mapping_id: int, outcome: RefreshOutcome) -> None:
+            if not progress:  # a whole write batch finishes in one loop pass: one statement for all of it
+                asyncio.get_running_loop().call_soon(store_progress)
+            progress.append((outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
+            if on_item is not None:
+                on_item(outcome)
+
+        def written(mapping_id: int, done: asyncio.Future[RefreshOutcome]) -> None:
+            in_flight.release()
+            writing.discard(done)
+            if done.cancelled():
+                return  # shutting down: the item stays pending and is done again on resume
+            exc = done.exception()
+            record(mapping_id, done.result() if exc is None else self._crashed(job_id, mapping_id, exc))
 
         async def worker() -> None:
-            nonlocal progress_since_commit
-            for mapping_id in next_ids:
+            """Resolves one item after another; each item's write finishes in the background, in a batch."""
+            for mapping_id, mapping, read_at in next_ids:
+                await in_flight.acquire()
                 try:
-                    outcome = await self.pipeline.refresh(
-                        mapping_id, trigger=params.get("trigger", "manual"), reason=params.get("reason", "manual"),
-                        force=bool(params.get("force")), dry_run=bool(params.get("dry_run")))
+                    if dry_run:
+                        outcome = await self.pipeline.refresh(mapping_id, dry_run=True, **options)
+                    else:
+                        done = await self.pipeline.submit(mapping_id, known=(mapping, read_at), **options)
+                        writing.add(done)
+                        done.add_done_callback(lambda d, i=mapping_id: written(i, d))  # type: ignore[misc]
+                        continue
                 except Exception as exc:  # one item must not stop the job
-                    log.exception("job %s item %s", job_id, mapping_id)
-                    outcome = RefreshOutcome(mapping_id, "failed", f"{type(exc).__name__}: {exc}")
-                # progress rides on the next commit: after a crash an item is at worst refreshed again
-                self.conn.execute(
-                    "update job_items set outcome = ?, detail = ?, finished_at = ? where job_id = ? and mapping_id = ?",
-                    (outcome.outcome, outcome.detail[:500], now_iso(), job_id, mapping_id))
-                progress_since_commit += 1
-                if progress_since_commit >= 100:
-                    self.conn.commit()
-                    progress_since_commit = 0
-                if on_item is not None:
-                    on_item(outcome)
+                    outcome = self._crashed(job_id, mapping_id, exc)
+                in_flight.release()
+                record(mapping_id, outcome)
 
         try:
             await asyncio.gather(*(worker() for _ in range(max(1, self.concurrency))))
+            while writing:
+                await asyncio.wait(list(writing))
         except asyncio.CancelledError:
-            raise  # the job stays "running" and resumes at the next start
+            store_progress()  # what finished is kept; the rest resumes at the next start
+            raise
+        store_progress()
         with self.conn:
             self.conn.execute("update jobs set state = 'done', done = total, updated_at = ? where id = ?",
                               (now_iso(), job_id))
 
-    def _pending_pages(self, job_id: str, page: int = 500) -> Iterator[int]:
-        """Pending items a page at a time, so a job over a million files holds 500 ids, not a million."""
+    @staticmethod
+    def _crashed(job_id: str, mapping_id: int, exc: BaseException) -> RefreshOutcome:
+        log.error("job %s item %s", job_id, mapping_id, exc_info=exc)
+        return RefreshOutcome(mapping_id, "failed", f"{type(exc).__name__}: {exc}")
+
+    def _pending_pages(self, job_id: str, page: int = 500) -> Iterator[tuple[int, Mapping | None, float]]:
+        """Pending items and their rows a page at a time: a job over a million files holds 500, not a million,
+        and one read serves 500 refreshes (the pipeline re-reads a row it has itself changed since)."""
         last = -1
         while True:
-            rows = self.conn.execute(
-                "select mapping_id from job_items where job_id = ? and outcome is null and mapping_id > ?"
-                " order by mapping_id limit ?", (job_id, last, page)).fetchall()
+            read_at = self.pipeline.clock()
+            rows = self.store.job_page(job_id, last, page)
             if not rows:
                 return
-            for (mapping_id,) in rows:
-                yield mapping_id
+            for mapping_id, mapping in rows:
+                yield mapping_id, mapping, read_at
             last = rows[-1][0]
 
     def resume_all(self) -> list[str]:

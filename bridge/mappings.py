@@ -184,6 +184,16 @@ class MappingStore:
         rows = self._many(f"select * from mappings{clause} order by id limit ? offset ?", [*params, limit, offset])
         return rows, total
 
+    def job_page(self, job_id: str, after: int, limit: int) -> list[tuple[int, Mapping | None]]:
+        """A bulk job's next pending items with their rows, read in one statement (None: the row is gone)."""
+        cursor = self.conn.execute(
+            "select j.mapping_id, m.* from job_items j left join mappings m on m.id = j.mapping_id"
+            " where j.job_id = ? and j.outcome is null and j.mapping_id > ? order by j.mapping_id limit ?",
+            (job_id, after, limit))
+        names = [c[0] for c in cursor.description][1:]
+        return [(row[0], _decode(dict(zip(names, row[1:]))) if row[1] is not None else None)
+                for row in cursor.fetchall()]
+
     def iter_ids(self, batch: int = 1000) -> Iterator[int]:
         last = 0
         while True:
@@ -250,6 +260,29 @@ class MappingStore:
         self.conn.execute(f"update mappings set {assignments} where id = ?", (*data.values(), mapping_id))
         if commit:
             self.conn.commit()
+
+    def update_many(self, changes: list[tuple[int, dict[str, Any]]]) -> None:
+        """Several rows in one statement per shape of change (a write batch stores its rows this way); no commit."""
+        shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for mapping_id, fields in changes:
+            data = self._prepare(fields)
+            if not data:
+                continue
+            data["updated_at"] = data.get("resolved_at") or now_iso()
+            shapes.setdefault(tuple(data), []).append((*data.values(), mapping_id))
+        for columns, rows in shapes.items():
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            self.conn.executemany(f"update mappings set {assignments} where id = ?", rows)
+
+    def log_refresh_many(self, entries: list[dict[str, Any]]) -> None:
+        """Refresh-log lines for a write batch in one statement; keys as `log_refresh` takes them; no commit."""
+        now = now_iso()
+        self.conn.executemany(
+            "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
+            " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e["mapping_id"], e["trigger"], e["reason"], e.get("old_url"), e.get("new_url"), e["outcome"],
+              e.get("error"), e.get("duration_ms"), e.get("started_at") or e.get("finished_at") or now,
+              e.get("finished_at") or now) for e in entries])
 
     def log_refresh(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
@@ -36,6 +37,9 @@ MAX_PROVIDER_SWITCHES = 3
 WRITE_THREADS = 4
 """File writes are fsync-bound: past a few threads each write only waits longer; own pool, so a hung resolver
 thread or a slow media-server call never delays a write."""
+MAX_WRITE_BATCH = 32
+"""Rows per write batch: large enough that two commits serve many files, small enough that the writer threads
+never idle while a batch is being stored."""
 MAX_COOLDOWN_ENTRIES = 20_000
 """Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 
@@ -61,6 +65,19 @@ class RefreshOutcome:
             data["old_url"] = redact_url(self.old_url) if self.old_url else None
             data["new_url"] = redact_url(self.new_url) if self.new_url else None
         return data
+
+
+@dataclass
+class _Write:
+    """A refresh that has its new URL and waits for the write stage."""
+
+    mapping: Mapping
+    trigger: str
+    reason: str
+    resolved: Resolved
+    started: float
+    started_at: str
+    done: asyncio.Future[RefreshOutcome]
 
 
 class _Failed(Exception):
@@ -102,6 +119,8 @@ class RefreshPipeline:
         self._timeout_retried: set[int] = set()
         self._session: aiohttp.ClientSession | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._forming: list[_Write] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
         self.resolver_calls = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -121,6 +140,8 @@ class RefreshPipeline:
         return self._writer
 
     async def close(self) -> None:
+        while self._batches:  # writes already started are finished and stored, never dropped half way
+            await asyncio.gather(*list(self._batches), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         if self._writer is not None:
@@ -138,21 +159,35 @@ class RefreshPipeline:
         """One refresh per mapping at a time: concurrent callers share the running attempt's result."""
         if dry_run:
             return await self._plan(mapping_id, reason=reason, force=force)
+        done = await self.submit(mapping_id, trigger=trigger, reason=reason, force=force)
+        return await asyncio.shield(done)  # a caller giving up does not stop a write half way
+
+    async def submit(self, mapping_id: int, *, trigger: str, reason: str, force: bool = False,
+                     known: tuple[Mapping | None, float] | None = None) -> asyncio.Future[RefreshOutcome]:
+        """Decide and resolve now; the write joins the next batch. The future resolves once the row is stored.
+
+        Bulk jobs use this to resolve the next items while earlier ones are being written, so the writer threads
+        never wait for a resolver and one commit serves a whole batch of rows. `known` is the row as a bulk read
+        returned it and when (this pipeline's clock): used unless this pipeline has refreshed the row since.
+        """
         running = self._inflight.get(mapping_id)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[RefreshOutcome] = asyncio.get_running_loop().create_future()
-        self._inflight[mapping_id] = future
+        if running is not None and not running.done():  # a done one only waits for its callback to leave
+            return running
+        done: asyncio.Future[RefreshOutcome] = asyncio.get_running_loop().create_future()
+        self._inflight[mapping_id] = done
+        done.add_done_callback(lambda _: self._inflight.pop(mapping_id) if self._inflight.get(mapping_id) is done
+                               else None)
         try:
-            outcome = await self._refresh(mapping_id, trigger=trigger, reason=reason, force=force)
-            future.set_result(outcome)
-            return outcome
+            staged = await self._prepare(mapping_id, done, trigger=trigger, reason=reason, force=force, known=known)
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: the waiters, if any, re-raise it themselves
+            done.set_exception(exc)
+            done.exception()  # mark retrieved: the waiters, if any, re-raise it themselves
             raise
-        finally:
-            del self._inflight[mapping_id]
+        if isinstance(staged, RefreshOutcome):
+            done.set_result(staged)
+        else:
+            self._stage(staged)
+        return done
 
     # ---- decisions ---------------------------------------------------------------------------------
     def _expired(self, mapping: Mapping) -> bool:
@@ -221,11 +256,16 @@ class RefreshPipeline:
         headers = mapping.get("resolved_headers") if isinstance(mapping.get("resolved_headers"), dict) else None
         return await probe(self.session, url, headers=headers, timeout=self.config.probe_timeout_seconds)
 
-    # ---- the refresh itself ------------------------------------------------------------------------
-    async def _refresh(self, mapping_id: int, *, trigger: str, reason: str, force: bool) -> RefreshOutcome:
+    # ---- the refresh itself: decide and resolve (per mapping) ---------------------------------------
+    async def _prepare(self, mapping_id: int, done: asyncio.Future[RefreshOutcome], *, trigger: str, reason: str,
+                       force: bool, known: tuple[Mapping | None, float] | None = None) -> RefreshOutcome | _Write:
+        """Everything before the write: gates, probe, decision, resolution. Returns an outcome or a staged write."""
         started = time.perf_counter()
         started_at = now_iso()
-        mapping = self.store.get(mapping_id)
+        if known is not None and self._last_success.get(mapping_id, -math.inf) < known[1]:
+            mapping = known[0]
+        else:
+            mapping = self.store.get(mapping_id)
         if mapping is None:
             return RefreshOutcome(mapping_id, "not_found", "no such mapping")
         gated = self._gate(mapping, force)
@@ -267,55 +307,129 @@ class RefreshPipeline:
             return self._finish(RefreshOutcome(mapping_id, "guarded", detail, old_url=old_url), trigger, started)
         try:
             resolved = await self._resolve(mapping, identity, reason, tuple(exclude))
-            new_url = resolved.url
-            if new_url == old_url:
+            if resolved.url == old_url:
                 if known_bad:
                     raise _Failed("failed", "resolver returned the same URL that failed")
                 return self._finish(RefreshOutcome(mapping_id, "unchanged", "resolver returned the current URL",
-                                                   old_url=old_url, new_url=new_url), trigger, started)
-            self.store.update(mapping_id, {"state": "refreshing"}, commit=False)
-            await self.store.group_commit.wait()  # durable before the file changes; shared with concurrent refreshes
-            try:
-                await asyncio.get_running_loop().run_in_executor(self.writer, self.library.write,
-                                                                 mapping["strm_path"], new_url)
-            except (StrmError, OSError) as exc:
-                self.store.update(mapping_id, {"state": mapping.get("state") or "unknown"})
-                detail = f"{exc.code}: {exc}" if isinstance(exc, StrmError) else f"write failed: {exc}"
-                raise _Failed("failed", detail) from None
+                                                   old_url=old_url, new_url=resolved.url), trigger, started)
         except _Failed as failure:
-            self.guard.record(False)
-            self._record_failure(mapping, trigger, reason, failure, started_at, started)
-            return self._finish(RefreshOutcome(mapping_id, failure.outcome, failure.detail, old_url=old_url),
-                                trigger, started)
-        self.guard.record(True)
-        expires = resolved.expires_at or expiry_iso(new_url, time.time())
+            return self._failed(mapping, trigger, reason, failure, started_at, started)
+        return _Write(mapping, trigger, reason, resolved, started, started_at, done)
+
+    def _failed(self, mapping: Mapping, trigger: str, reason: str, failure: _Failed, started_at: str,
+                started: float) -> RefreshOutcome:
+        self.guard.record(False)
+        self._record_failure(mapping, trigger, reason, failure, started_at, started)
+        return self._finish(RefreshOutcome(mapping["id"], failure.outcome, failure.detail,
+                                           old_url=mapping.get("resolved_url")), trigger, started)
+
+    # ---- the write stage: batched, in the order that makes a crash at any instant harmless -------------
+    def _stage(self, write: _Write) -> None:
+        """Join the batch being formed; a batch starts on the next loop pass with whatever joined it by then."""
+        if self._forming is None or len(self._forming) >= MAX_WRITE_BATCH:
+            self._forming = []
+            task = asyncio.create_task(self._write_batch(self._forming), name="refresh-write-batch")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        self._forming.append(write)
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        """Mark every row `refreshing` (committed), replace the files, then store rows and log (committed).
+
+        A crash before the first commit changes nothing; between the commits it leaves rows marked
+        `refreshing`, which `recover` reconciles with what the files hold; after the second, all is done.
+        """
+        if self._forming is batch:
+            self._forming = None
+        try:
+            await self._apply(batch)
+        except BaseException as exc:
+            for write in batch:
+                if not write.done.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        write.done.cancel()
+                    else:
+                        write.done.set_exception(exc)
+                        write.done.exception()
+            raise
+
+    async def _apply(self, batch: list[_Write]) -> None:
+        self.store.update_many([(w.mapping["id"], {"state": "refreshing"}) for w in batch])
+        await self.store.group_commit.wait()  # durable before any file changes; shared with concurrent batches
+        loop = asyncio.get_running_loop()
+        # one hand-off per writer thread, not per file: each wake-up of the loop costs as much as a small write
+        chunks = [batch[first::WRITE_THREADS] for first in range(min(WRITE_THREADS, len(batch)))]
+        written_chunks = await asyncio.gather(*(loop.run_in_executor(self.writer, self._write_files, chunk)
+                                                for chunk in chunks))
+        results = {id(w): result for chunk, outcome in zip(chunks, written_chunks) for w, result in zip(chunk, outcome)}
+        stored: list[tuple[_Write, dict[str, Any]]] = []
+        for write in batch:
+            result = results[id(write)]
+            if isinstance(result, BaseException):
+                write.done.set_result(self._write_failed(write, result))
+            else:
+                stored.append((write, self._written_fields(write)))
+        if not stored:
+            return
+        # rows and their log lines go into the same commit: no await between these two statements
+        self.store.update_many([(w.mapping["id"], fields) for w, fields in stored])
+        self.store.log_refresh_many([
+            {"mapping_id": w.mapping["id"], "trigger": w.trigger, "reason": w.reason, "outcome": "refreshed",
+             "old_url": w.mapping.get("resolved_url"), "new_url": w.resolved.url, "started_at": w.started_at,
+             "finished_at": fields["resolved_at"], "duration_ms": (time.perf_counter() - w.started) * 1000}
+            for w, fields in stored])
+        await self.store.group_commit.wait()
+        for write, written in stored:
+            mapping_id = write.mapping["id"]
+            self.guard.record(True)
+            self._note_success(mapping_id)
+            self._backoff_until.pop(mapping_id, None)
+            self._timeout_retried.discard(mapping_id)
+            outcome = RefreshOutcome(mapping_id, "refreshed", write.reason, old_url=write.mapping.get("resolved_url"),
+                                     new_url=write.resolved.url, provider=write.resolved.provider,
+                                     resolver=write.resolved.resolver)
+            if self.on_rewritten is not None:
+                outcome.rescans = await self.on_rewritten({**write.mapping, **written})
+            write.done.set_result(self._finish(outcome, write.trigger, write.started))
+
+    def _write_files(self, chunk: list[_Write]) -> list[bool | BaseException]:
+        """Runs in a writer thread: each file on its own, a refusal or error for one does not stop the next."""
+        results: list[bool | BaseException] = []
+        for write in chunk:
+            try:
+                # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped
+                results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _written_fields(self, write: _Write) -> dict[str, Any]:
+        new_url = write.resolved.url
         now = now_iso()
-        finished_ms = (time.perf_counter() - started) * 1000
-        written = {
+        return {
             "resolved_url": new_url,
-            "resolved_headers": resolved.headers,
-            "provider_used": resolved.provider or mapping.get("provider_used"),
+            "resolved_headers": write.resolved.headers,
+            "provider_used": write.resolved.provider or write.mapping.get("provider_used"),
             "resolved_at": now,
-            "expires_at": expires,
+            "expires_at": write.resolved.expires_at or expiry_iso(new_url, time.time()),
             "state": "ok",
             "last_status": "alive" if self.config.probe_new_url else None,
             "last_checked_at": now,
             "fail_count": 0,
         }
-        # row and log land in the same commit (no await between them); concurrent refreshes share it
-        self.store.update(mapping_id, written, commit=False)
-        self.store.log_refresh(mapping_id, trigger=trigger, reason=reason, outcome="refreshed", old_url=old_url,
-                               new_url=new_url, duration_ms=finished_ms, started_at=started_at,
-                               finished_at=now, commit=False)
-        await self.store.group_commit.wait()
-        self._note_success(mapping_id)
-        self._backoff_until.pop(mapping_id, None)
-        self._timeout_retried.discard(mapping_id)
-        outcome = RefreshOutcome(mapping_id, "refreshed", reason, old_url=old_url, new_url=new_url,
-                                 provider=resolved.provider, resolver=resolved.resolver)
-        if self.on_rewritten is not None:
-            outcome.rescans = await self.on_rewritten({**mapping, **written})
-        return self._finish(outcome, trigger, started)
+
+    def _write_failed(self, write: _Write, exc: BaseException) -> RefreshOutcome:
+        mapping = write.mapping
+        self.store.update(mapping["id"], {"state": mapping.get("state") or "unknown"}, commit=False)
+        if isinstance(exc, StrmError):
+            detail = f"{exc.code}: {exc}"
+        elif isinstance(exc, OSError):
+            detail = f"write failed: {exc}"
+        else:  # a bug, not a refusal: keep the traceback, still fail only this item
+            log.error("writing %s failed", mapping["strm_path"], exc_info=exc)
+            detail = f"write failed: {type(exc).__name__}: {exc}"
+        return self._failed(mapping, write.trigger, write.reason, _Failed("failed", detail), write.started_at,
+                            write.started)
 
     def _note_success(self, mapping_id: int) -> None:
         """Remember for the cooldown only: oldest first, so expired entries leave from the front in O(1)."""
@@ -331,13 +445,14 @@ class RefreshPipeline:
                         started: float) -> None:
         fail_count = int(mapping.get("fail_count") or 0) + 1
         state = "broken" if failure.outcome == "not_found" or fail_count >= 3 else "dead"
-        with self.store.conn:
-            self.store.update(mapping["id"], {"state": state, "fail_count": fail_count,
-                                              "last_checked_at": now_iso()}, commit=False)
-            self.store.log_refresh(mapping["id"], trigger=trigger, reason=reason, outcome=failure.outcome,
-                                   old_url=mapping.get("resolved_url"), error=failure.detail[:1000],
-                                   duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at,
-                                   commit=False)
+        self.store.update(mapping["id"], {"state": state, "fail_count": fail_count,
+                                          "last_checked_at": now_iso()}, commit=False)
+        self.store.log_refresh(mapping["id"], trigger=trigger, reason=reason, outcome=failure.outcome,
+                               old_url=mapping.get("resolved_url"), error=failure.detail[:1000],
+                               duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at,
+                               commit=False)
+        # a plain commit, not `with conn`: a rollback would also undo other refreshes' uncommitted marks
+        self.store.conn.commit()
         log.warning("refresh of mapping %s failed: %s", mapping["id"], failure.detail)
 
     def _finish(self, outcome: RefreshOutcome, trigger: str, started: float) -> RefreshOutcome:

@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ TEMP_PREFIX = ".strm-bridge-"
 TEMP_SUFFIX = ".tmp"
 MAX_URL_LENGTH = 16 * 1024
 MAX_SWEPT_FOLDERS = 100_000
+ABANDONED_AFTER_SECONDS = 600
 _FORBIDDEN_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -118,7 +120,7 @@ class Library:
             raise SymlinkEscape(f"{lexical} resolves through a symlink to {real}, outside the library roots", lexical)
         return real
 
-    def _check_lexical(self, path: str | os.PathLike[str]) -> Path:
+    def _check_lexical(self, path: str | os.PathLike[str]) -> str:
         """The checks that need no file system: roots configured, absolute, no '..', a .strm, under a root."""
         if not self.roots:
             raise NoRoots("library.roots is not configured: no .strm file may be written", path)
@@ -129,12 +131,12 @@ class Library:
             raise PathTraversal(f"{raw} contains '..'", raw)
         if not raw.endswith(".strm"):
             raise NotStrmFile(f"{raw} is not a .strm file", raw)
-        lexical = Path(os.path.normpath(raw))
+        lexical = os.path.normpath(raw)
         if not any(_within(lexical, root) for root in self.roots):
             raise OutsideRoots(f"{raw} is outside the library roots", raw)
         return lexical
 
-    def write(self, path: str | os.PathLike[str], url: str) -> bool:
+    def write(self, path: str | os.PathLike[str], url: str, *, compare: bool = True) -> bool:
         """Atomically make `path` hold `url`; returns False when it already did (nothing written).
 
         The folder is opened once and everything after the checks happens relative to that descriptor, so the
@@ -147,17 +149,17 @@ class Library:
         folder, name = os.path.split(lexical)
         dir_fd = os.open(folder, _DIR_FLAGS)
         try:
-            real_folder = Path(_fd_path(dir_fd) or os.path.realpath(folder))
+            real_folder = _fd_path(dir_fd) or os.path.realpath(folder)
             if not any(_within(real_folder, root) for root in self.real_roots):
-                raise SymlinkEscape(f"{lexical} resolves through a symlink to {real_folder / name}, outside the library"
-                                    " roots", lexical)
-            self._sweep_once(dir_fd, str(real_folder))
+                raise SymlinkEscape(f"{lexical} resolves through a symlink to {os.path.join(real_folder, name)},"
+                                    " outside the library roots", lexical)
+            self._sweep_once(dir_fd, real_folder)
             try:
                 st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
                 st = None
             if st is None or not stat.S_ISLNK(st.st_mode):
-                return write_in(dir_fd, name, (url + "\n").encode("utf-8"), st)
+                return write_in(dir_fd, name, (url + "\n").encode("utf-8"), st, compare=compare)
         finally:
             os.close(dir_fd)
         # the file itself is a symlink: write its real target, which must be inside the roots too
@@ -183,8 +185,10 @@ class Library:
         return self.check_path(path)
 
 
-def _within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Lexical containment on normalised absolute paths (string prefix at a separator, no Path objects)."""
+    text, base = os.fspath(path), os.fspath(root)
+    return text == base or text.startswith(base if base.endswith(os.sep) else base + os.sep)
 
 
 def write_atomic(target: Path, content: str) -> bool:
@@ -201,13 +205,14 @@ def write_atomic(target: Path, content: str) -> bool:
         os.close(dir_fd)
 
 
-def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None) -> bool:
+def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None, *, compare: bool = True) -> bool:
     """The atomic replace inside an open folder; `st` is the current file's stat, None when it does not exist.
 
     A reader sees the old file or the new one, never a partial one; a crash before the rename leaves a temp
-    file that `remove_temp_files` (run by crash recovery) deletes.
+    file that `remove_temp_files` (run by crash recovery) deletes. `compare=False` skips the read that detects
+    an unchanged file, for callers that know the content differs (three system calls fewer).
     """
-    if st is not None and st.st_size == len(data):
+    if compare and st is not None and st.st_size == len(data):
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except OSError:
@@ -275,7 +280,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 def remove_temp_files(folder: str | os.PathLike[str] | int, keep_pid: int | None = None) -> int:
     """Delete temp files crashed writers left in one folder (a path or an open descriptor of it).
 
-    With `keep_pid`, temp files that process is writing right now are kept: their names carry the writer's pid.
+    With `keep_pid` (the caller's pid), temp files a live process may be writing right now are kept: their names
+    carry the writer's pid, and a `strm-bridge refresh` run beside the service must not lose its writes.
     """
     removed = 0
     dir_fd = folder if isinstance(folder, int) else None
@@ -286,7 +292,7 @@ def remove_temp_files(folder: str | os.PathLike[str] | int, keep_pid: int | None
     for entry in entries:
         if not is_temp_name(entry.name) or not entry.is_file(follow_symlinks=False):
             continue
-        if keep_pid is not None and _temp_writer_pid(entry.name) == keep_pid:
+        if keep_pid is not None and _writer_may_be_alive(entry, keep_pid):
             continue
         try:
             if dir_fd is None:
@@ -297,6 +303,24 @@ def remove_temp_files(folder: str | os.PathLike[str] | int, keep_pid: int | None
         except FileNotFoundError:
             pass
     return removed
+
+
+def _writer_may_be_alive(entry: os.DirEntry[str], own_pid: int) -> bool:
+    pid = _temp_writer_pid(entry.name)
+    if pid is None:  # an older name format: only a file nobody touched for a while is surely abandoned
+        try:
+            return time.time() - entry.stat(follow_symlinks=False).st_mtime < ABANDONED_AFTER_SECONDS
+        except FileNotFoundError:
+            return False
+    if pid == own_pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _temp_writer_pid(name: str) -> int | None:

@@ -372,3 +372,71 @@ async def test_recover_adopts_url_written_before_crash(store, library, library_r
     assert store.get(m["id"])["resolved_url"] == fresh and store.get(m["id"])["state"] == "ok"
     assert store.get(n["id"])["resolved_url"] == n["resolved_url"] and store.get(n["id"])["state"] == "unknown"
     assert sorted(p.name for p in Path(m["strm_path"]).parent.iterdir()) == ["S01E01.strm", "S01E02.strm"]
+
+
+async def test_a_row_read_before_this_pipeline_refreshed_it_is_read_again(store, library, library_root,  # type: ignore[no-untyped-def]
+                                                                          fake_provider) -> None:
+    """Bulk jobs hand over rows read in pages; a row the pipeline changed after that read must not be trusted."""
+    m = add_mapping(store, library_root, fake_provider, 1)
+    resolver = ScriptedResolver("scripted", [Resolved(f"http://cdn.test/1.mp4?v={n}") for n in (1, 2, 3)])
+    p = pipeline(store, library, [resolver], probe_new_url=False)
+    try:
+        page_row = store.get(m["id"])
+        read_at = p.clock()
+        first = await p.refresh(m["id"], trigger="manual", reason="manual")
+        assert first.outcome == "refreshed"
+        done = await p.submit(m["id"], trigger="manual", reason="forced", force=True, known=(page_row, read_at))
+        second = await done
+        untouched = add_mapping(store, library_root, fake_provider, 2)
+        known = (store.get(untouched["id"]), p.clock())
+        store.get = None  # type: ignore[assignment]  # a fresh page row is used as it is: no second read
+        third = await (await p.submit(untouched["id"], trigger="manual", reason="forced", force=True, known=known))
+    finally:
+        await p.close()
+    assert second.outcome == "refreshed"
+    assert second.old_url == first.new_url != m["resolved_url"]  # the fresh row, not the page's copy
+    assert third.outcome == "refreshed" and third.old_url == untouched["resolved_url"]
+
+
+async def test_bulk_job_refreshes_in_batches_with_rows_from_its_pages(store, library, library_root) -> None:  # type: ignore[no-untyped-def]
+    """Many items through JobRunner: every file and row agree, each row was read once per page, not per item."""
+    from bridge.jobs import JobRunner
+
+    async def fresh(request):  # type: ignore[no-untyped-def]
+        return Resolved(f"http://cdn.test/{request.identity.episode}.mp4?v=new")
+
+    resolver = ScriptedResolver("instant", [fresh])
+    ids = []
+    for episode in range(1, 81):
+        path = library_root / "bulk" / f"S01E{episode:02d}.strm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"http://cdn.test/{episode}.mp4?v=old\n")
+        ids.append(store.upsert({"strm_path": str(path), "resolved_url": f"http://cdn.test/{episode}.mp4?v=old",
+                                 "site": "t", "slug": "bulk", "season": 1, "episode": episode})["id"])
+    outside = library_root.parent / "elsewhere" / "S01E99.strm"  # refused mid-batch: only this item fails
+    outside.parent.mkdir()
+    outside.write_text("http://cdn.test/99.mp4?v=old\n")
+    refused = store.upsert({"strm_path": str(outside), "resolved_url": "http://cdn.test/99.mp4?v=old", "site": "t",
+                            "slug": "bulk", "season": 1, "episode": 99, "state": "ok"})["id"]
+    p = pipeline(store, library, [resolver], probe_new_url=False)
+    reads = []
+    original_get = store.get
+    store.get = lambda mapping_id: reads.append(mapping_id) or original_get(mapping_id)  # type: ignore[method-assign]
+    jobs = JobRunner(store.db, p, concurrency=4)
+    try:
+        job_id = jobs.create([*ids[:40], refused, *ids[40:]], {"force": True, "reason": "forced"})
+        await jobs.run(job_id)
+    finally:
+        await p.close()
+    job = jobs.get(job_id)
+    assert job["state"] == "done" and job["counts"] == {"refreshed": 80, "failed": 1}
+    assert reads == []
+    assert outside.read_text() == "http://cdn.test/99.mp4?v=old\n"
+    failed_row = original_get(refused)
+    assert failed_row["resolved_url"] == "http://cdn.test/99.mp4?v=old" and failed_row["state"] == "dead"
+    assert "outside_roots" in store.refresh_history(refused)[0]["error"]
+    for mapping_id in ids:
+        row = original_get(mapping_id)
+        assert read_strm(row["strm_path"]) == row["resolved_url"] == f"http://cdn.test/{row['episode']}.mp4?v=new"
+        assert row["state"] == "ok"
+    assert len(store.conn.execute("select * from refresh_log where outcome = 'refreshed'").fetchall()) == 80

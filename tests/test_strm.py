@@ -1,5 +1,6 @@
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -183,12 +184,17 @@ def test_first_write_in_a_folder_sweeps_temps_of_dead_writers(library: Library, 
     (folder / "e1.strm").write_text("http://old/1\n")
     dead = folder / ".strm-bridge-e2.strm.999999999-abcd1234.tmp"  # a pid that cannot be alive
     older_format = folder / ".strm-bridge-e3.strm.abcd1234.tmp"
+    fresh_older_format = folder / ".strm-bridge-e5.strm.abcd1234.tmp"
     ours = folder / f".strm-bridge-e4.strm.{os.getpid()}-abcd1234.tmp"  # a write of this process in flight
-    for path in (dead, older_format, ours):
+    other_live = folder / f".strm-bridge-e6.strm.{os.getppid()}-abcd1234.tmp"  # e.g. a CLI run beside the service
+    for path in (dead, older_format, fresh_older_format, ours, other_live):
         path.write_text("http://partial")
+    long_ago = time.time() - strm.ABANDONED_AFTER_SECONDS - 60
+    os.utime(older_format, (long_ago, long_ago))
     assert library.write(folder / "e1.strm", "http://new/1") is True
-    assert sorted(p.name for p in folder.iterdir()) == sorted(["e1.strm", ours.name])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["e1.strm", ours.name, other_live.name,
+                                                               fresh_older_format.name])
     dead.write_text("http://partial")  # appears after the sweep: left for crash recovery, not re-listed per write
     assert library.write(folder / "e1.strm", "http://new/2") is True
     assert dead.exists()
-    assert strm.remove_temp_files(folder) == 2
+    assert strm.remove_temp_files(folder) == 4
