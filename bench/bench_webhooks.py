@@ -73,8 +73,8 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
         # timestamps (CLOCK_MONOTONIC, shared by every process on the machine) of the two inner milestones
         library_write = services.library.write
 
-        def timed_write(path: str, url: str) -> bool:
-            result = library_write(path, url)
+        def timed_write(path: str, url: str, **options: Any) -> bool:
+            result = library_write(path, url, **options)
             written[str(path)] = time.monotonic()
             return result
 
