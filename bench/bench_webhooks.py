@@ -6,8 +6,8 @@
     same body and answers 202, measured in the same run with the same client. Each server runs alone in its own
     child process (multiprocessing, spawn); the load generator is this process, so client and server never
     share an event loop. Targets: rps ratio >= 0.5, p99 < 20 ms.
-(b) From sending the failure-confirming PlaybackStop to the moment a loopback FakeJellyfin records
-    `POST /Items/{id}/Refresh`, with an instant in-process resolver, `refresh.probe_new_url = false`, items
+(b) From the failure-confirming PlaybackStop reaching the bridge (its first middleware; also shown from the
+    client's send) to the moment a loopback FakeJellyfin records `POST /Items/{id}/Refresh`, with an instant in-process resolver, `refresh.probe_new_url = false`, items
     healed one at a time, each stop 100 ms after its start as jellyfin-web sends them for a dead URL (the item
     lookup the bridge starts at PlaybackStart is then done; `--start-stop-gap 0` shows the worst case). Measured twice: with the default `[jellyfin] refresh_debounce_seconds = 1` and
     `refresh_gap_seconds = 0.2` (where the refresh waits out the debounce; the figures that matter there are
@@ -58,6 +58,7 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
     services = None
     written: dict[str, float] = {}
     queued: dict[str, float] = {}
+    received: list[float] = []
     if kind == "bare":
         app = web.Application()
         app.router.add_post("/webhooks/jellyfin", _bare_handler)
@@ -79,7 +80,8 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
             return result
 
         services.library.write = timed_write  # type: ignore[method-assign]
-        enqueue_for = services.rescan.enqueue_for
+        enqueue_for = services.pipeline.on_rewritten
+        assert enqueue_for is not None
 
         async def timed_enqueue(mapping: dict[str, Any]) -> list[tuple[str, str]]:
             result = await enqueue_for(mapping)
@@ -88,6 +90,13 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
 
         services.pipeline.on_rewritten = timed_enqueue
         app = create_app(services)
+
+        @web.middleware
+        async def stamp(request: web.Request, handler: Any) -> web.StreamResponse:
+            received.append(time.monotonic())  # the bridge's clock starts when a webhook reaches its first handler
+            return await handler(request)
+
+        app.middlewares.insert(0, stamp)
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -97,7 +106,7 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
     while True:
         message = await loop.run_in_executor(None, conn.recv)
         if message == "report":
-            report: dict[str, Any] = {"written": written, "queued": queued}
+            report: dict[str, Any] = {"written": written, "queued": queued, "received": received}
             if services is not None:
                 db = services.db.conn
                 report["events"] = db.execute("select count(*) from events").fetchone()[0]
@@ -248,7 +257,9 @@ class DeadCdn:
 
     async def __aenter__(self) -> "DeadCdn":
         async def gone(request: web.Request) -> web.Response:
-            return web.Response(status=410)
+            # A CDN states the length on HEAD too (nginx, CloudFront); without it aiohttp's client cannot reuse the
+            # connection, and every probe would pay for a new one.
+            return web.Response(status=410, headers={"Content-Length": "0"})
 
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", gone)
@@ -338,10 +349,15 @@ async def heal_latencies(args: argparse.Namespace, tmp: Path, jellyfin: TimedJel
     missing = [i for i in sent if i not in written or i not in queued]
     if missing:
         raise RuntimeError(f"{len(missing)} items have no write/queue timestamp")
+    arrivals = sorted(report["received"])
+    reached = {i: next(r for r in arrivals if r >= sent[i]) for i in sent}  # the stop's arrival at the bridge
     return {
         "written": [written[i] - sent[i] for i in sent],
         "queued": [queued[i] - sent[i] for i in sent],
         "refresh": [refreshed[i] - sent[i] for i in sent],
+        "own_written": [written[i] - reached[i] for i in sent],
+        "own_queued": [queued[i] - reached[i] for i in sent],
+        "own_refresh": [refreshed[i] - reached[i] for i in sent],
     }
 
 
@@ -364,7 +380,7 @@ def write_atomic_reference(tmp: Path, count: int = 300) -> tuple[float, float]:
 def describe(name: str, samples: list[float], target: bool) -> str:
     ordered = sorted(samples)
     p50, p99 = statistics.median(ordered) * 1000, percentile(ordered, 0.99) * 1000
-    text = f"{name:<34} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  max {ordered[-1] * 1000:7.1f} ms"
+    text = f"{name:<42} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  max {ordered[-1] * 1000:7.1f} ms"
     if target:
         text += (f"  [{'OK' if p50 < 5 else 'OVER TARGET'}: p50 < 5 ms; "
                  f"{'OK' if p99 < 25 else 'OVER TARGET'}: p99 < 25 ms]")
@@ -376,19 +392,27 @@ async def heal(args: argparse.Namespace, tmp: Path) -> None:
     async with TimedJellyfin(api_key=JF_KEY) as jellyfin, DeadCdn() as cdn:
         configured = await heal_latencies(args, tmp, jellyfin, cdn.url, "configured", args.configured_items, False)
         zero = await heal_latencies(args, tmp, jellyfin, cdn.url, "zero", args.items, True)
-    print("(b) heal latency, from sending the PlaybackStop (after its PlaybackStart) to FakeJellyfin recording"
-          " POST /Items/{id}/Refresh; instant in-process resolver, refresh.probe_new_url = false, one item at a time;"
-          " bridge in a child process; FakeJellyfin, a loopback CDN answering 410 to the probe of the current URL,"
-          " and the client in this one. Includes the Jellyfin item lookup (GET /Items) and the probe of the old URL.")
+    print("(b) heal latency of one failed playback: PlaybackStart, then 100 ms later the failure-confirming"
+          " PlaybackStop; instant in-process resolver, refresh.probe_new_url = false, one item at a time; the bridge in"
+          " a child process; FakeJellyfin, a loopback CDN answering 410 to the probe of the current URL, and the client"
+          " in this one. Includes the probe of the old URL, both commits, the write with its two fsyncs and the"
+          " Jellyfin item refresh. 'bridge' times start when the stop reaches the bridge's first handler (its own"
+          " time, the target); 'client' times start before the client sends it (adds the client and aiohttp's"
+          " request parsing). Every time ends at FakeJellyfin's handler or at the bridge's own milestone.")
     print(f"    reference: bare write_atomic on this disk (2 fsyncs)  p50 {ref50:.2f} ms  p99 {ref99:.2f} ms")
-    print(f"    [jellyfin] defaults (refresh debounce 1 s, gap 0.2 s), {args.configured_items} items:")
-    print("      " + describe("stop -> .strm written", configured["written"], False))
-    print("      " + describe("stop -> refresh queued", configured["queued"], True))
-    print("      " + describe("stop -> Jellyfin refresh received", configured["refresh"], False))
-    print(f"    [jellyfin] refresh_debounce_seconds = 0, refresh_gap_seconds = 0, {args.items} items:")
-    print("      " + describe("stop -> .strm written", zero["written"], False))
-    print("      " + describe("stop -> refresh queued", zero["queued"], False))
-    print("      " + describe("stop -> Jellyfin refresh received", zero["refresh"], True))
+    for title, data, target_key in (
+        (f"[jellyfin] defaults (refresh debounce 1 s, gap 0.2 s), {args.configured_items} items:", configured,
+         "own_queued"),
+        (f"[jellyfin] refresh_debounce_seconds = 0, refresh_gap_seconds = 0, {args.items} items:", zero,
+         "own_refresh"),
+    ):
+        print("    " + title)
+        for key, name in (("own_written", "bridge: stop -> .strm written"),
+                          ("own_queued", "bridge: stop -> refresh queued"),
+                          ("own_refresh", "bridge: stop -> Jellyfin refresh received"),
+                          ("written", "client: stop sent -> .strm written"),
+                          ("refresh", "client: stop sent -> refresh received")):
+            print("      " + describe(name, data[key], key == target_key))
 
 
 async def amain(args: argparse.Namespace) -> None:

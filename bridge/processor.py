@@ -1,7 +1,8 @@
 """From stored playback events to refreshes: detector in arrival order, then locate and refresh.
 
-Detection runs strictly in order (a stop must see its start); locating and refreshing run as tasks so a
-slow resolver never holds up the next webhook. Unprocessed events are replayed at start-up.
+Detection runs strictly in order (a stop must see its start), right when an event is stored: no queue hop
+stands between a failure-confirming webhook and its heal. Locating and refreshing run as tasks so a slow
+resolver never holds up the next webhook. Unprocessed events are replayed at start-up.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from bridge.background import BackgroundLoop
 from bridge.events import FailureDetector, FailureSignal, PlaybackEvent
 from bridge.intake import event_from_json
 from bridge.matching import Match
@@ -40,9 +40,9 @@ class EventProcessor:
         self.probe_on_start = probe_on_start
         self.use_buffer_sources = use_buffer_sources
         self.metrics = metrics
-        self._queue: asyncio.Queue[tuple[int, PlaybackEvent]] = asyncio.Queue()
+        self._backlog: list[tuple[int, PlaybackEvent]] = []
+        self._running = False
         self._limit = asyncio.Semaphore(concurrency)
-        self._worker = BackgroundLoop("event-processor", self._loop)
         self._inflight: set[asyncio.Task[None]] = set()
 
     def kinds_used(self, source: str) -> tuple[str, ...]:
@@ -50,7 +50,11 @@ class EventProcessor:
         return (*kinds, "buffer") if source in self.use_buffer_sources else kinds
 
     def submit(self, event_id: int, event: PlaybackEvent) -> None:
-        self._queue.put_nowait((event_id, event))
+        """Detect now, in submission order; before `start` (replay at start-up) events wait in order."""
+        if not self._running:
+            self._backlog.append((event_id, event))
+            return
+        self._process(event_id, event)
 
     def _finish(self, event_id: int, outcome: str, *, match: Match | None = None, error: str | None = None,
                 commit: bool = True) -> None:
@@ -134,26 +138,21 @@ class EventProcessor:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _loop(self) -> None:
-        while True:
-            event_id, event = await self._queue.get()
-            try:
-                signal = self._observe(event_id, event)
-                if signal is not None:
-                    self._spawn(self._handle_failure(event_id, signal))
-                elif event.kind == "start" and self.probe_on_start:
-                    self._spawn(self._probe_start(event_id, event))
-                elif event.kind == "start" and event.source in self.locators:
-                    # look the item up while it starts: if the stop says it failed, the heal skips that round trip
-                    self._spawn(self._locate(None, event))
-            except Exception:
-                log.exception("event %s could not be processed", event_id)
-            finally:
-                self._queue.task_done()
+    def _process(self, event_id: int, event: PlaybackEvent) -> None:
+        try:
+            signal = self._observe(event_id, event)
+            if signal is not None:
+                self._spawn(self._handle_failure(event_id, signal))
+            elif event.kind == "start" and self.probe_on_start:
+                self._spawn(self._probe_start(event_id, event))
+            elif event.kind == "start" and event.source in self.locators:
+                # look the item up while it starts: if the stop says it failed, the heal skips that round trip
+                self._spawn(self._locate(None, event))
+        except Exception:
+            log.exception("event %s could not be processed", event_id)
 
     async def drain(self) -> None:
         """Wait until every submitted event is fully processed (tests and shutdown)."""
-        await self._queue.join()
         while self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
@@ -174,10 +173,13 @@ class EventProcessor:
         return cursor.rowcount
 
     def start(self) -> None:
-        self._worker.start()
+        self._running = True
+        backlog, self._backlog = self._backlog, []
+        for event_id, event in backlog:
+            self._process(event_id, event)
 
     async def stop(self) -> None:
-        await self._worker.stop()
+        self._running = False
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*list(self._inflight), return_exceptions=True)

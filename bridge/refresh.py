@@ -108,6 +108,7 @@ class RefreshPipeline:
         self.cache = cache if cache is not None else ResolveCache(0)
         self.metrics = metrics
         self.on_rewritten = on_rewritten
+        """Called with each rewritten row before the batch's commit; must not commit: its writes ride on that one."""
         self.resolver_timeout = resolver_timeout
         self.clock = clock
         self.breakers = {r.name: CircuitBreaker(config.breaker_threshold, config.breaker_reset_seconds, clock) for r in resolvers}
@@ -378,8 +379,11 @@ class RefreshPipeline:
              "old_url": w.mapping.get("resolved_url"), "new_url": w.resolved.url, "started_at": w.started_at,
              "finished_at": fields["resolved_at"], "duration_ms": (time.perf_counter() - w.started) * 1000}
             for w, fields in stored])
+        rescans: list[list[tuple[str, str]]] = []
+        for write, written in stored:  # the media servers' rescans are queued in the same commit as the rows
+            rescans.append(await self.on_rewritten({**write.mapping, **written}) if self.on_rewritten else [])
         await self.store.group_commit.wait()
-        for write, written in stored:
+        for (write, written), queued in zip(stored, rescans):
             mapping_id = write.mapping["id"]
             self.guard.record(True)
             self._note_success(mapping_id)
@@ -387,9 +391,7 @@ class RefreshPipeline:
             self._timeout_retried.discard(mapping_id)
             outcome = RefreshOutcome(mapping_id, "refreshed", write.reason, old_url=write.mapping.get("resolved_url"),
                                      new_url=write.resolved.url, provider=write.resolved.provider,
-                                     resolver=write.resolved.resolver)
-            if self.on_rewritten is not None:
-                outcome.rescans = await self.on_rewritten({**write.mapping, **written})
+                                     resolver=write.resolved.resolver, rescans=queued)
             write.done.set_result(self._finish(outcome, write.trigger, write.started))
 
     def _write_files(self, chunk: list[_Write]) -> list[bool | BaseException]:

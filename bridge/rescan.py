@@ -81,7 +81,7 @@ class RescanQueue:
         self._sending = asyncio.Lock()
         self.sent = 0
 
-    def enqueue(self, target: str, request: RescanRequest, *, delay: float | None = None) -> None:
+    def enqueue(self, target: str, request: RescanRequest, *, delay: float | None = None, commit: bool = True) -> None:
         debounce = self.targets[target].debounce_seconds if delay is None and target in self.targets else (delay or 0.0)
         now = now_iso()
         self.db.conn.execute(
@@ -90,11 +90,16 @@ class RescanQueue:
             " due_at = max(rescan_queue.due_at, excluded.due_at), updated_at = excluded.updated_at",
             (target, request.key, json.dumps(request.payload, sort_keys=True), _at(debounce), now, now),
         )
-        self.db.conn.commit()
+        if commit:
+            self.db.conn.commit()
         self._wake.set()
 
-    async def enqueue_for(self, mapping: Mapping) -> list[tuple[str, str]]:
-        """Queue every target's refresh for a rewritten mapping; returns (target, key) pairs."""
+    async def enqueue_for(self, mapping: Mapping, *, commit: bool = True) -> list[tuple[str, str]]:
+        """Queue every target's refresh for a rewritten mapping; returns (target, key) pairs.
+
+        `commit=False` lets the rows ride on the caller's transaction: the refresh pipeline stores them in the
+        same commit as the rewritten row, so a refresh is never recorded without its rescan, nor the reverse.
+        """
         queued = []
         for name, target in self.targets.items():
             try:
@@ -103,7 +108,7 @@ class RescanQueue:
                 log.warning("target %s could not plan a rescan for mapping %s: %s", name, mapping.get("id"), exc)
                 continue
             for request in requests:
-                self.enqueue(name, request)
+                self.enqueue(name, request, commit=commit)
                 queued.append((name, request.key))
         return queued
 

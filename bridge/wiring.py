@@ -4,6 +4,8 @@ This is the only module that imports integrations, so the core stays free of Jel
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 from typing import Any
 
@@ -83,7 +85,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.rescan = RescanQueue(db, targets, services.library, metrics=services.metrics)
     services.pipeline = RefreshPipeline(
         services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
-        on_rewritten=services.rescan.enqueue_for,
+        on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False),
     )
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,

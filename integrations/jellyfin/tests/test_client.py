@@ -264,3 +264,39 @@ async def test_bad_item_id_is_rejected_before_any_request(fake: FakeJellyfin, cl
     with pytest.raises(ValueError):
         await client.refresh_item("not-a-guid")
     assert fake.calls == []
+
+
+async def test_proxy_from_the_environment_is_used_by_both_http_stacks(
+    fake: FakeJellyfin, make_client: Callable[..., JellyfinClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Environment scans are skipped per call for speed, so the proxy settings must still be honoured."""
+    import aiohttp
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:  # a plain HTTP forward proxy
+        seen.append(f"{request.method} {request.url.path}")
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, str(request.url), headers=request.headers,
+                                       data=await request.read()) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    headers={"Content-Type": answer.headers.get("Content-Type", "text/plain")})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        add_episode(fake)
+        client = make_client()
+        await client.item_path(ITEM)
+        await client.refresh_item(ITEM)
+    finally:
+        await runner.cleanup()
+    assert "GET /Items" in seen and f"POST /Items/{ITEM}/Refresh" in seen
+    assert fake.refreshed and fake.refreshed[0][0] == ITEM

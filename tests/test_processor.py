@@ -1,0 +1,77 @@
+"""The event processor: detection in arrival order, at once after storing, and replay of what a crash left."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bridge.events import FailureDetector, PlaybackEvent
+from bridge.intake import store_event
+from bridge.matching import Match
+from bridge.mappings import MappingStore
+from bridge.processor import EventProcessor
+from bridge.refresh import RefreshOutcome
+
+
+class RecordingPipeline:
+    """Stands in for the refresh pipeline: records which mapping was refreshed, and why."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, str]] = []
+
+    async def refresh(self, mapping_id: int, *, trigger: str, reason: str, **_: Any) -> RefreshOutcome:
+        self.calls.append((mapping_id, trigger, reason))
+        return RefreshOutcome(mapping_id, "refreshed", reason)
+
+
+class MappingLocator:
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self.mapping = mapping
+        self.located: list[str] = []
+
+    async def locate(self, event: PlaybackEvent) -> Match:
+        self.located.append(event.kind)
+        return Match(self.mapping, "item_id")
+
+
+def events(item: str = "item-1") -> list[PlaybackEvent]:
+    start = PlaybackEvent(source="jellyfin", kind="start", item_id=item, session_key="tv", received_at=100.0)
+    stop = PlaybackEvent(source="jellyfin", kind="stop", item_id=item, session_key="tv", position_seconds=0.0,
+                         received_at=100.5)
+    return [start, stop]
+
+
+def processor(store: MappingStore, pipeline: RecordingPipeline, locator: MappingLocator) -> EventProcessor:
+    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    return EventProcessor(store.db, detector, pipeline, locators={"jellyfin": locator})  # type: ignore[arg-type]
+
+
+async def test_a_stored_stop_is_detected_before_the_next_event(store: MappingStore) -> None:
+    mapping = store.upsert({"strm_path": "/lib/a.strm", "resolved_url": "http://cdn.test/a"})
+    pipeline, locator = RecordingPipeline(), MappingLocator(mapping)
+    proc = processor(store, pipeline, locator)
+    proc.start()
+    start, stop = events()
+    proc.submit(store_event(store.conn, start), start)
+    proc.submit(store_event(store.conn, stop), stop)
+    await proc.drain()
+    assert pipeline.calls == [(mapping["id"], "jellyfin", "early_stop")]
+    outcomes = [r[0] for r in store.conn.execute("select outcome from events order by id")]
+    assert outcomes == ["no_failure", "refreshed"]
+    await proc.stop()
+
+
+async def test_events_replayed_at_start_keep_their_order(store: MappingStore) -> None:
+    """A crash left a start and its early stop unprocessed: the restart must still see a failure."""
+    mapping = store.upsert({"strm_path": "/lib/a.strm", "resolved_url": "http://cdn.test/a"})
+    for event in events():
+        store_event(store.conn, event)
+    pipeline, locator = RecordingPipeline(), MappingLocator(mapping)
+    proc = processor(store, pipeline, locator)
+    assert proc.replay_unprocessed() == 2
+    await asyncio.sleep(0)
+    assert pipeline.calls == [] and locator.located == []  # nothing runs before start
+    proc.start()
+    await proc.drain()
+    assert pipeline.calls == [(mapping["id"], "jellyfin", "early_stop")]
+    assert store.conn.execute("select count(*) from events where processed_at is null").fetchone()[0] == 0
+    await proc.stop()
