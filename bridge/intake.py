@@ -27,11 +27,15 @@ def event_from_json(text: str) -> PlaybackEvent:
     return PlaybackEvent(**data)
 
 
-def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True) -> int:
+def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False) -> int:
+    """Insert one event; `settled` stores it as already processed (a start the detector needs nothing more of)."""
+    now = now_iso()
     # the event's fields are already JSON types: a shallow dump avoids dataclasses.asdict's deep copy
     cursor = conn.execute(
-        "insert into events (source, kind, item_id, payload, received_at) values (?, ?, ?, ?, ?)",
-        (event.source, event.kind, event.item_id, json.dumps(event.__dict__, default=str), now_iso()),
+        "insert into events (source, kind, item_id, payload, received_at, processed_at, outcome)"
+        " values (?, ?, ?, ?, ?, ?, ?)",
+        (event.source, event.kind, event.item_id, json.dumps(event.__dict__, default=str), now,
+         now if settled else None, "no_failure" if settled else None),
     )
     if commit:
         conn.commit()
@@ -39,14 +43,20 @@ def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True) -> int:
 
 
 async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
-    """Store durably and queue an event the detector uses; None when it is ignored. Webhooks and listeners."""
-    if event.kind not in services.processor.kinds_used(event.source):
+    """Store durably and act on an event the detector uses; None when it is ignored. Webhooks and listeners.
+
+    Detection runs first, in arrival order, so that a start needing nothing more is stored as processed in the
+    same insert; the heal a failure starts is dispatched only once its event is committed.
+    """
+    processor = services.processor
+    if event.kind not in processor.kinds_used(event.source):
         services.metrics.webhook(event.source, "ignored")
         return None
-    event_id = store_event(services.db.conn, event, commit=False)
+    signal, settled = processor.detect(event)
+    event_id = store_event(services.db.conn, event, commit=False, settled=settled)
     await services.store.group_commit.wait()
     services.metrics.webhook(event.source, event.kind)
-    services.processor.submit(event_id, event)
+    processor.dispatch(event_id, event, signal)
     return event_id
 
 

@@ -50,11 +50,19 @@ class EventProcessor:
         return (*kinds, "buffer") if source in self.use_buffer_sources else kinds
 
     def submit(self, event_id: int, event: PlaybackEvent) -> None:
-        """Detect now, in submission order; before `start` (replay at start-up) events wait in order."""
+        """Process an already stored event (replay at start-up); before `start` events wait, in order."""
         if not self._running:
             self._backlog.append((event_id, event))
             return
-        self._process(event_id, event)
+        try:
+            signal, settled = self.detect(event)
+            if settled:
+                # rides on the next commit: replaying an unfinished start after a crash is harmless
+                self._finish(event_id, "no_failure", commit=False)
+        except Exception:
+            log.exception("event %s could not be processed", event_id)
+            return
+        self.dispatch(event_id, event, signal)
 
     def _finish(self, event_id: int, outcome: str, *, match: Match | None = None, error: str | None = None,
                 commit: bool = True) -> None:
@@ -66,17 +74,15 @@ class EventProcessor:
         if commit:
             self.db.conn.commit()
 
-    def _observe(self, event_id: int, event: PlaybackEvent) -> FailureSignal | None:
+    def detect(self, event: PlaybackEvent) -> tuple[FailureSignal | None, bool]:
+        """Feed the detector (strictly in arrival order); returns the failure, if any, and whether the event
+        needs nothing more (then it can be stored as processed)."""
         if event.kind == "buffer":
             event = PlaybackEvent(**{**event.__dict__, "kind": "error"})
         signal = self.detector.observe(event)
-        if signal is None:
-            if not (event.kind == "start" and self.probe_on_start):
-                # rides on the next commit: replaying an unfinished start after a crash is harmless
-                self._finish(event_id, "no_failure", commit=False)
-        elif self.metrics is not None:
+        if signal is not None and self.metrics is not None:
             self.metrics.failures.labels(event.source, signal.reason).inc()
-        return signal
+        return signal, signal is None and not (event.kind == "start" and self.probe_on_start)
 
     async def _locate(self, event_id: int | None, event: PlaybackEvent) -> Match | None:
         """The event's mapping match, or None when there is no locator or it failed (then the event says so)."""
@@ -138,9 +144,9 @@ class EventProcessor:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    def _process(self, event_id: int, event: PlaybackEvent) -> None:
+    def dispatch(self, event_id: int, event: PlaybackEvent, signal: FailureSignal | None) -> None:
+        """Start what a stored event calls for: the heal of a failure, a probe or a look-up at playback start."""
         try:
-            signal = self._observe(event_id, event)
             if signal is not None:
                 self._spawn(self._handle_failure(event_id, signal))
             elif event.kind == "start" and self.probe_on_start:
@@ -176,7 +182,7 @@ class EventProcessor:
         self._running = True
         backlog, self._backlog = self._backlog, []
         for event_id, event in backlog:
-            self._process(event_id, event)
+            self.submit(event_id, event)
 
     async def stop(self) -> None:
         self._running = False

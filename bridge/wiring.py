@@ -5,6 +5,7 @@ This is the only module that imports integrations, so the core stays free of Jel
 from __future__ import annotations
 
 import functools
+import os
 
 import logging
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from bridge.auth import ensure_api_token
 from bridge.cache import ResolveCache
 from bridge.config import Config, ConfigError
-from bridge.db import open_database
+from bridge.db import Checkpointer, open_database
 from bridge.events import FailureDetector
 from bridge.jobs import JobRunner
 from bridge.processor import EventProcessor, Locator
@@ -97,7 +98,10 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )
 
+    checkpointer = Checkpointer(config.database.path)
+
     async def start() -> None:
+        checkpointer.start(db.conn)
         recovered = services.pipeline.recover()
         if recovered:
             log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
@@ -118,6 +122,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         await services.processor.stop()
         await services.rescan.stop()
         await services.pipeline.close()
+        checkpointer.stop()
         db.conn.close()
 
     services.starters.append(start)

@@ -75,3 +75,30 @@ async def test_events_replayed_at_start_keep_their_order(store: MappingStore) ->
     assert pipeline.calls == [(mapping["id"], "jellyfin", "early_stop")]
     assert store.conn.execute("select count(*) from events where processed_at is null").fetchone()[0] == 0
     await proc.stop()
+
+
+async def test_accepted_start_is_stored_as_processed_in_its_insert(store: MappingStore) -> None:
+    """A start that needs nothing more costs one insert, not an insert and an update."""
+    from types import SimpleNamespace
+
+    from bridge.intake import accept_event
+    from bridge.metrics import Metrics
+
+    mapping = store.upsert({"strm_path": "/lib/a.strm", "resolved_url": "http://cdn.test/a"})
+    pipeline, locator = RecordingPipeline(), MappingLocator(mapping)
+    proc = processor(store, pipeline, locator)
+    proc.start()
+    services = SimpleNamespace(processor=proc, db=store.db, store=store, metrics=Metrics())
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    start, stop = events()
+    start_id = await accept_event(services, start)
+    store.conn.set_trace_callback(None)
+    stop_id = await accept_event(services, stop)
+    await proc.drain()
+    assert [s.split()[0].lower() for s in statements if not s.startswith(("BEGIN", "COMMIT"))] == ["insert"]
+    rows = dict(store.conn.execute("select id, outcome from events").fetchall())
+    assert rows == {start_id: "no_failure", stop_id: "refreshed"}
+    assert pipeline.calls == [(mapping["id"], "jellyfin", "early_stop")]
+    assert locator.located == ["start", "stop"]  # the look-up started at playback start, then the heal's own
+    await proc.stop()

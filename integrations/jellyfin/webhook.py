@@ -52,6 +52,7 @@ _CANONICAL = {name.lower(): name for name in NOTIFICATION_TYPES}
 PLAYBACK_KINDS: dict[str, EventKind] = {"PlaybackStart": "start", "PlaybackStop": "stop", "PlaybackProgress": "progress"}
 
 _GUID = re.compile(r"^\{?([0-9a-fA-F]{8})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{12})\}?$")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _FORM_TYPES = ("application/x-www-form-urlencoded",)
 # Fields the plugin passes through its Escape() (which only turns `"` into `\"`); Send All Properties
 # serialises the escaped text, so the backslash survives JSON decoding and has to be taken off again.
@@ -66,6 +67,8 @@ def normalize_guid(value: Any) -> str | None:
     """Any .NET Guid spelling (N, D or B format) as 32 lowercase hex digits; None when it is not one."""
     if not isinstance(value, str):
         return None
+    if len(value) == 32 and _HEX_DIGITS.issuperset(value):  # the plugin's own "N" format: most webhooks
+        return value.lower()
     found = _GUID.match(value.strip())
     if not found:
         return None
@@ -184,9 +187,7 @@ def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
         session_key = f"{device_name or ''}/{client or ''}"
 
     provider_ids = {
-        key[len("provider_"):]: text
-        for key, value in data.items()
-        if key.startswith("provider_") and (text := _text(value))
+        key[9:]: text for key, value in data.items() if key[:9] == "provider_" and (text := _text(value))
     }
     hints: dict[str, Any] = {
         "series": _text(data.get("seriesname")),
