@@ -102,6 +102,8 @@ class DetectorConfig:
 class RefreshConfig:
     resolvers: list[str] = field(default_factory=list)
     concurrency: int = 4
+    """Bulk jobs and the sweep: mappings probed and resolved at once (the provider's load). Writes are separate:
+    batches of up to 32 files on 4 writer threads."""
     cooldown_seconds: float = 300.0
     probe_timeout_seconds: float = 5.0
     probe_new_url: bool = True
