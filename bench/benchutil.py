@@ -1,10 +1,10 @@
 """Small pieces the benchmarks share: an instant in-process resolver, percentiles and memory readings."""
 from __future__ import annotations
 
+import itertools
 import resource
 import statistics
 import sys
-import itertools
 import uuid
 from pathlib import Path
 
@@ -32,7 +32,8 @@ class InstantResolver:
     async def resolve(self, request: ResolveRequest) -> Resolved:
         self.calls += 1
         i = request.identity
-        return Resolved(f"http://cdn.test/{i.slug}/{i.season}/{i.episode}.mp4?v={self.run}-{next(self.serial)}", provider="instant")
+        url = f"http://cdn.test/{i.slug}/{i.season}/{i.episode}.mp4?v={self.run}-{next(self.serial)}"
+        return Resolved(url, provider="instant")
 
     async def close(self) -> None:
         pass

@@ -5,8 +5,6 @@ This is the only module that imports integrations, so the core stays free of Jel
 from __future__ import annotations
 
 import functools
-import os
-
 import logging
 from typing import Any
 
