@@ -63,6 +63,10 @@ async def _serve(kind: str, options: dict[str, Any], conn: Any) -> None:
         app = web.Application()
         app.router.add_post("/webhooks/jellyfin", _bare_handler)
         runner = web.AppRunner(app, shutdown_timeout=1.0)  # aiohttp's own access logger
+    elif kind == "cdn":  # the provider's CDN, answering 410 Gone: the probe of the current URL confirms it dead
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", _gone)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     else:
         from bridge.config import load_config
         from bridge.wiring import build_services
@@ -264,25 +268,10 @@ class TimedJellyfin(FakeJellyfin):
         return response
 
 
-class DeadCdn:
-    """The provider's CDN on 127.0.0.1, answering 410 Gone: the refresh's probe of the current URL confirms it dead."""
-
-    async def __aenter__(self) -> "DeadCdn":
-        async def gone(request: web.Request) -> web.Response:
-            # A CDN states the length on HEAD too (nginx, CloudFront); without it aiohttp's client cannot reuse the
-            # connection, and every probe would pay for a new one.
-            return web.Response(status=410, headers={"Content-Length": "0"})
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", gone)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
+async def _gone(request: web.Request) -> web.Response:
+    # A CDN states the length on HEAD too (nginx, CloudFront); without it aiohttp's client cannot reuse the
+    # connection, and every probe would pay for a new one.
+    return web.Response(status=410, headers={"Content-Length": "0"})
 
 
 def prepare_library(tmp: Path, jellyfin: FakeJellyfin, cdn: str, items: int,
@@ -401,13 +390,15 @@ def describe(name: str, samples: list[float], target: bool) -> str:
 
 async def heal(args: argparse.Namespace, tmp: Path) -> None:
     ref50, ref99 = write_atomic_reference(tmp)
-    async with TimedJellyfin(api_key=JF_KEY) as jellyfin, DeadCdn() as cdn:
-        configured = await heal_latencies(args, tmp, jellyfin, cdn.url, "configured", args.configured_items, False)
-        zero = await heal_latencies(args, tmp, jellyfin, cdn.url, "zero", args.items, True)
+    # the CDN in a process of its own, as a real one would be: in this one it would wait behind the client
+    async with TimedJellyfin(api_key=JF_KEY) as jellyfin, Server("cdn", {"log": str(tmp / "cdn.log")}) as cdn:
+        cdn_url = f"http://127.0.0.1:{cdn.port}"
+        configured = await heal_latencies(args, tmp, jellyfin, cdn_url, "configured", args.configured_items, False)
+        zero = await heal_latencies(args, tmp, jellyfin, cdn_url, "zero", args.items, True)
     print("(b) heal latency of one failed playback: PlaybackStart, then 100 ms later the failure-confirming"
-          " PlaybackStop; instant in-process resolver, refresh.probe_new_url = false, one item at a time; the bridge in"
-          " a child process; FakeJellyfin, a loopback CDN answering 410 to the probe of the current URL, and the client"
-          " in this one. Includes the probe of the old URL, both commits, the write with its two fsyncs and the"
+          " PlaybackStop; instant in-process resolver, refresh.probe_new_url = false, one item at a time; the bridge and"
+          " a loopback CDN answering 410 to the probe of the current URL each in a child process; FakeJellyfin and the"
+          " client in this one. Includes the probe of the old URL, both commits, the write with its two fsyncs and the"
           " Jellyfin item refresh. 'bridge' times start when the stop reaches the bridge's first handler (its own"
           " time, the target); 'client' times start before the client sends it (adds the client and aiohttp's"
           " request parsing). Every time ends at FakeJellyfin's handler or at the bridge's own milestone.")

@@ -48,7 +48,7 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     """Store durably and act on an event the detector uses; None when it is ignored. Webhooks and listeners.
 
     Detection runs first, in arrival order, so that a start needing nothing more is stored as processed in the
-    same insert; the heal a failure starts is dispatched only once its event is committed.
+    same insert. The 202 still waits for the commit; a crash before it loses the event and its heal together.
     """
     processor = services.processor
     if event.kind not in processor.kinds_used(event.source):
@@ -56,9 +56,11 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
         return None
     signal, settled = processor.detect(event)
     event_id = store_event(services.db.conn, event, commit=False, settled=settled)
-    await services.store.group_commit.wait()
-    services.metrics.webhook(event.source, event.kind)
+    committed = services.store.group_commit.wait()
+    # the heal starts alongside the commit, not after it: its first database write joins the same transaction
     processor.dispatch(event_id, event, signal)
+    await committed
+    services.metrics.webhook(event.source, event.kind)
     return event_id
 
 
