@@ -3,17 +3,20 @@
 (a) `POST /webhooks/jellyfin` with the plugin's "Send All Properties" PlaybackStart body (a different ItemId
     each request) at 50 concurrent connections against the real app (create_app + AppRunner + TCPSite, the
     production access logger, logging at INFO into a file), compared with a bare aiohttp handler that reads the
-    same body and answers 202, measured in the same run with the same client. Each server runs alone in its own
+    same body and answers 202, measured in the same run with the same client, in the order bare, bridge,
+    bridge, bare so that a steady drift of the machine's speed cancels out. Each server runs alone in its own
     child process (multiprocessing, spawn); the load generator is this process, so client and server never
     share an event loop. Targets: rps ratio >= 0.5, p99 < 20 ms.
 (b) From the failure-confirming PlaybackStop reaching the bridge (its first middleware; also shown from the
-    client's send) to the moment a loopback FakeJellyfin records `POST /Items/{id}/Refresh`, with an instant in-process resolver, `refresh.probe_new_url = false`, items
-    healed one at a time, each stop 100 ms after its start as jellyfin-web sends them for a dead URL (the item
-    lookup the bridge starts at PlaybackStart is then done; `--start-stop-gap 0` shows the worst case). Measured twice: with the default `[jellyfin] refresh_debounce_seconds = 1` and
-    `refresh_gap_seconds = 0.2` (where the refresh waits out the debounce; the figures that matter there are
-    stop -> .strm written and stop -> refresh queued), and with both set to 0, which shows the bridge's own
-    processing end to end. Targets: p50 < 5 ms, p99 < 25 ms. For reference the run also times a
-    bare write_atomic (two fsyncs) on the same disk, which every heal includes.
+    client's send) to the moment a loopback FakeJellyfin records `POST /Items/{id}/Refresh`, with an instant
+    in-process resolver, `refresh.probe_new_url = false`, and a dead CDN (410) in its own process for the probe
+    of the current URL. Items are healed one at a time, each stop 100 ms after its start as jellyfin-web sends
+    them for a dead URL (the item lookup the bridge starts at PlaybackStart is then done; `--start-stop-gap 0`
+    shows the worst case). Measured twice: with the default `[jellyfin] refresh_debounce_seconds = 1` and
+    `refresh_gap_seconds = 0.2` (the refresh waits out the debounce; the figure that matters there is stop ->
+    refresh queued), and with both set to 0, which shows the bridge's own processing end to end (the target is
+    stop -> refresh received). Targets: p50 < 5 ms, p99 < 25 ms. For reference the run also times a bare
+    write_atomic (two fsyncs) on the same disk, which every heal includes.
 Usage: python bench/bench_webhooks.py [--requests 20000] [--connections 50] [--items 500] [--configured-items 20]
 """
 from __future__ import annotations
