@@ -38,6 +38,24 @@ def _migration_lock(db_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def atomic(conn: sqlite3.Connection) -> Iterator[None]:
+    """Statements that must land together, on the connection every coroutine shares, then a commit.
+
+    `with conn:` would roll back, on an error, the uncommitted statements of every other coroutine too (a
+    refresh's `refreshing` mark waiting for its group commit); a savepoint undoes only this block's own.
+    """
+    conn.execute("SAVEPOINT atomic")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO atomic")
+        conn.execute("RELEASE atomic")
+        raise
+    conn.execute("RELEASE atomic")
+    conn.commit()
+
+
 def connect(path: str | os.PathLike[str]) -> Database:
     """A connection with the pragmas every process needs; does not migrate."""
     db_path = Path(path)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 from sqlite_utils import Database
 
+from bridge.db import atomic
 from bridge.mappings import Mapping
 from bridge.refresh import RefreshOutcome, RefreshPipeline
 from bridge.timeutil import now_iso
@@ -31,7 +32,7 @@ class JobRunner:
     def create(self, ids: list[int], params: dict[str, Any], kind: str = "refresh") -> str:
         job_id = uuid.uuid4().hex[:16]
         now = now_iso()
-        with self.conn:
+        with atomic(self.conn):
             self.conn.execute(
                 "insert into jobs (id, kind, params, state, total, done, created_at, updated_at) values (?,?,?,?,?,0,?,?)",
                 (job_id, kind, json.dumps(params, sort_keys=True), "running", len(ids), now, now),
@@ -113,7 +114,7 @@ class JobRunner:
             store_progress()  # what finished is kept; the rest resumes at the next start
             raise
         store_progress()
-        with self.conn:
+        with atomic(self.conn):
             self.conn.execute("update jobs set state = 'done', done = total, updated_at = ? where id = ?",
                               (now_iso(), job_id))
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
-from bridge.db import GroupCommit
+from bridge.db import GroupCommit, atomic
 from bridge.timeutil import now_iso, to_iso
 
 IDENTITY_FIELDS = ("site", "slug", "season", "episode", "language", "provider")
@@ -245,7 +245,7 @@ class MappingStore:
 
     def upsert_many(self, rows: Iterable[dict[str, Any]]) -> int:
         count = 0
-        with self.conn:
+        with atomic(self.conn):
             for row in rows:
                 self.upsert(row, commit=False)
                 count += 1

@@ -21,6 +21,7 @@ import aiohttp
 from bridge.breaker import CircuitBreaker, MassFailureGuard
 from bridge.cache import ResolveCache
 from bridge.config import RefreshConfig
+from bridge.db import atomic
 from bridge.mappings import Identity, Mapping, MappingStore
 from bridge.metrics import Metrics
 from bridge.probe import ProbeResult, expiry_iso, probe
@@ -544,7 +545,7 @@ class RefreshPipeline:
                     validate_url(current)
                 except InvalidUrl:
                     current = None
-            with self.store.conn:
+            with atomic(self.store.conn):
                 if current and current != mapping.get("resolved_url"):
                     self.store.update(mapping["id"], {"resolved_url": current, "resolved_at": now_iso(),
                                                       "expires_at": expiry_iso(current), "state": "ok",

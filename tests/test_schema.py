@@ -2,9 +2,10 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
-from bridge.db import connect, migration_status, open_database
+from bridge.db import atomic, connect, migration_status, open_database
 from schema import migrations
 
 TABLES = {"mappings", "refresh_log", "rescan_queue", "events", "jobs", "job_items"}
@@ -73,3 +74,23 @@ def test_four_processes_migrating_one_fresh_database(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     names = [row[0] for row in conn.execute("select name from _sqlite_migrations order by id")]
     assert names == [m.name for m in migrations._migrations]
+
+
+def test_atomic_undoes_only_its_own_statements(tmp_path: Path) -> None:
+    """A failing block must not roll back what other coroutines left pending on the shared connection."""
+    db = open_database(tmp_path / "bridge.db")
+    conn = db.conn
+    conn.execute("create table t (id integer primary key, v text unique)")
+    conn.commit()
+    conn.execute("insert into t (v) values ('pending mark')")  # another coroutine's, waiting for its group commit
+    with pytest.raises(sqlite3.IntegrityError):
+        with atomic(conn):
+            conn.execute("insert into t (v) values ('mine')")
+            conn.execute("insert into t (v) values ('mine')")  # fails: unique
+    assert [r[0] for r in conn.execute("select v from t")] == ["pending mark"]
+    with atomic(conn):
+        conn.execute("insert into t (v) values ('second')")
+    other = sqlite3.connect(tmp_path / "bridge.db")  # committed: another connection sees both
+    assert sorted(r[0] for r in other.execute("select v from t")) == ["pending mark", "second"]
+    other.close()
+    db.conn.close()
