@@ -27,6 +27,7 @@ __all__ = ["FakeProvider", "default_content"]
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 _HANG_SECONDS = 3600.0
 _HUGE_BYTES = 10 * 1024 * 1024
+_RECORDED = web.RequestKey("recorded", bool)  # a hanging request is recorded before it hangs, not again after
 
 
 def default_content(key: str, size: int = 64 * 1024) -> bytes:
@@ -171,7 +172,7 @@ class FakeProvider:
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         response = await self._media_answer(request)
-        if not request.get("recorded"):
+        if not request.get(_RECORDED):
             self.media_requests.append((request.method, request.path_qs, response.status))
         return response
 
@@ -187,7 +188,7 @@ class FakeProvider:
         if mode == "hang":
             # Recorded now with status 0: the answer never comes while the test is looking.
             self.media_requests.append((request.method, request.path_qs, 0))
-            request["recorded"] = True
+            request[_RECORDED] = True
             await self._hang()
             return web.Response(status=503, text="closing")
         content = self._episodes.get(key)
