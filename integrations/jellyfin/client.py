@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 import requests
@@ -31,6 +31,7 @@ from jellyfin_apiclient_python.exceptions import HTTPException
 from integrations.jellyfin.webhook import normalize_guid
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 APP_NAME = "strm-bridge"
 APP_VERSION = "0.1.0"
@@ -306,16 +307,18 @@ class JellyfinClient:
             raise JellyfinUnavailable(f"Jellyfin answered HTTP {status} to {method} /{handler}")
         return status, result
 
-    def _request(self, method: str, handler: str, params: dict[str, Any] | None = None, body: Any = None) -> tuple[int, Any]:
-        attempt = 0
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Every call's policy: no answer is retried `retries` times; a refused key is logged once until a call
+        succeeds again (it is a configuration error, and every webhook would repeat it)."""
+        tries = 0
         while True:
             try:
-                result = self._request_once(method, handler, params, body)
+                result = await attempt()
             except JellyfinUnavailable:
-                if attempt >= self.retries:
+                if tries >= self.retries:
                     raise
-                attempt += 1
-                time.sleep(self.retry_delay)
+                tries += 1
+                await asyncio.sleep(self.retry_delay)
                 continue
             except JellyfinAuthError:
                 if not self._auth_error_logged:
@@ -325,54 +328,40 @@ class JellyfinClient:
             self._auth_error_logged = False
             return result
 
+    async def _request(self, method: str, handler: str, params: dict[str, Any] | None = None,
+                       body: Any = None) -> tuple[int, Any]:
+        """One call through the library, in a worker thread."""
+        return await self._with_retries(lambda: self._run(self._request_once, method, handler, params, body))
+
     async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(func, *args)
 
     # ---- the API the bridge uses --------------------------------------------------------------------
-    def _item_path_sync(self, item_id: str) -> ItemInfo | None:
-        _, result = self._request(
-            "GET",
-            "Items",
-            # Repeated `fields` keys: Jellyfin's binder takes them as well as a comma list, and so does OpenAPI.
-            {"ids": item_id, "fields": ["Path", "ProviderIds"], "enableImages": "false", "enableUserData": "false"},
-        )
-        if not isinstance(result, dict) or not isinstance(result.get("Items"), list):
-            raise JellyfinUnavailable("Jellyfin answered /Items with something that is not a query result")
-        for item in result["Items"]:
-            if isinstance(item, dict) and normalize_guid(item.get("Id")) == item_id:
-                return _item_info(item, item_id)
-        return None
-
     async def item_path(self, item_id: str) -> ItemInfo | None:
         """The item's file as Jellyfin sees it, plus its series/season/episode; None if Jellyfin has no such item."""
         key = _item_id(item_id)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        info: ItemInfo | None = await self._run(self._item_path_sync, key)
-        if info is not None:
-            self.cache.put(key, info)
-        return info
+        _, result = await self._request(
+            "GET",
+            "Items",
+            # Repeated `fields` keys: Jellyfin's binder takes them as well as a comma list, and so does OpenAPI.
+            {"ids": key, "fields": ["Path", "ProviderIds"], "enableImages": "false", "enableUserData": "false"},
+        )
+        if not isinstance(result, dict) or not isinstance(result.get("Items"), list):
+            raise JellyfinUnavailable("Jellyfin answered /Items with something that is not a query result")
+        for item in result["Items"]:
+            if isinstance(item, dict) and normalize_guid(item.get("Id")) == key:
+                info = _item_info(item, key)
+                self.cache.put(key, info)
+                return info
+        return None
 
     async def refresh_item(self, item_id: str) -> None:
         """Queue a refresh that re-reads the .strm (FullRefresh, never replaceAllMetadata); 404 → JellyfinNotFound."""
         key = _item_id(item_id)
-        attempt = 0
-        while True:
-            try:
-                await self._refresh_once(key)
-                break
-            except JellyfinUnavailable:
-                if attempt >= self.retries:
-                    raise
-                attempt += 1
-                await asyncio.sleep(self.retry_delay)
-            except JellyfinAuthError:
-                if not self._auth_error_logged:
-                    self._auth_error_logged = True
-                    log.error("Jellyfin at %s refused the API key: check jellyfin.api_key", self.url)
-                raise
-        self._auth_error_logged = False
+        await self._with_retries(lambda: self._refresh_once(key))
         self.cache.pop(key)
 
     async def _refresh_once(self, key: str) -> None:
@@ -408,29 +397,17 @@ class JellyfinClient:
             self._aiohttp = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8))
         return self._aiohttp
 
-    def _media_updated_sync(self, server_paths: list[str]) -> None:
-        updates = [{"Path": path, "UpdateType": "Modified"} for path in server_paths]
-        self._request("POST", "Library/Media/Updated", None, {"Updates": updates})
-
     async def report_media_updated(self, server_paths: list[str]) -> None:
         """For new or deleted files only: Jellyfin debounces it (60 s) and may skip the .strm re-read."""
         if server_paths:
-            await self._run(self._media_updated_sync, list(server_paths))
+            updates = [{"Path": path, "UpdateType": "Modified"} for path in server_paths]
+            await self._request("POST", "Library/Media/Updated", None, {"Updates": updates})
 
     async def check(self) -> dict[str, Any]:
         """Sign in (validates URL and key) and say which server answered, for start-up logs and health."""
-        def sign_in() -> dict[str, Any]:
-            try:
-                self._authenticate()
-            except JellyfinAuthError:
-                if not self._auth_error_logged:
-                    self._auth_error_logged = True
-                    log.error("Jellyfin at %s refused the API key: check jellyfin.api_key", self.url)
-                raise
-            data = self._lib.config.data
-            return {"url": self.url, "name": data.get("auth.server-name"), "server_id": self._lib.auth.server_id}
-
-        return await self._run(sign_in)
+        await self._with_retries(lambda: self._run(self._authenticate))
+        data = self._lib.config.data
+        return {"url": self.url, "name": data.get("auth.server-name"), "server_id": self._lib.auth.server_id}
 
     async def close(self) -> None:
         self.cache.clear()
