@@ -35,6 +35,10 @@ WRITABLE_FIELDS = (
     "emby_item_id",
 )
 STATES = ("ok", "dead", "refreshing", "broken", "unknown")
+_INSERT_LOG = (
+    "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
+    " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 Mapping = dict[str, Any]
 
@@ -252,12 +256,7 @@ class MappingStore:
         return count
 
     def update(self, mapping_id: int, fields: dict[str, Any], *, commit: bool = True) -> None:
-        data = self._prepare(fields)
-        if not data:
-            return
-        data["updated_at"] = data.get("resolved_at") or now_iso()
-        assignments = ", ".join(f"{c} = ?" for c in data)
-        self.conn.execute(f"update mappings set {assignments} where id = ?", (*data.values(), mapping_id))
+        self.update_many([(mapping_id, fields)])
         if commit:
             self.conn.commit()
 
@@ -278,8 +277,7 @@ class MappingStore:
         """Refresh-log lines for a write batch in one statement; keys as `log_refresh` takes them; no commit."""
         now = now_iso()
         self.conn.executemany(
-            "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
-            " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_LOG,
             [(e["mapping_id"], e["trigger"], e["reason"], e.get("old_url"), e.get("new_url"), e["outcome"],
               e.get("error"), e.get("duration_ms"), e.get("started_at") or e.get("finished_at") or now,
               e.get("finished_at") or now) for e in entries])
@@ -301,8 +299,7 @@ class MappingStore:
     ) -> int:
         finished_at = finished_at or now_iso()
         cursor = self.conn.execute(
-            "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
-            " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_LOG,
             (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms, started_at or finished_at,
              finished_at),
         )
