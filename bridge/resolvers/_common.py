@@ -100,6 +100,16 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def source_url_of(request: Any, resolver: str, missing: str) -> str:
+    """The http(s) `source_url` a resolver follows or extracts from; `missing` says what it would have been."""
+    source = request.source_url
+    if not source:
+        raise ResolverError(f"{resolver}: the mapping has no source_url {missing}")
+    if not is_http_url(source):
+        raise ResolverError(f"{resolver}: source_url is not an http(s) URL: {redact_url(source)!r}")
+    return str(source)
+
+
 def redact_url(url: str) -> str:
     """Errors end up in the refresh log and in logs: keep the host and path, never the signed query."""
     try:

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import aiohttp
 from yarl import URL
 
-from bridge.resolvers._common import Options, is_http_url, redact_url
+from bridge.resolvers._common import Options, is_http_url, redact_url, source_url_of
 from bridge.resolvers.base import EpisodeNotFound, Resolved, ResolverContext, ResolveRequest, ResolverError
 
 OPTIONS = ("timeout_seconds", "headers", "max_redirects")
@@ -43,11 +43,7 @@ class RedirectResolver:
         return self._session
 
     async def resolve(self, request: ResolveRequest) -> Resolved:
-        source = request.source_url
-        if not source:
-            raise ResolverError(f"{self.name}: the mapping has no source_url to follow")
-        if not is_http_url(source):
-            raise ResolverError(f"{self.name}: source_url is not an http(s) URL: {redact_url(source)!r}")
+        source = source_url_of(request, self.name, "to follow")
         try:
             url = await asyncio.wait_for(self._follow(source), self.timeout)
         except asyncio.TimeoutError:

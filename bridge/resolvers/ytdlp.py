@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bridge.resolvers._common import Options, is_http_url, parse_expiry, redact_text, redact_url
+from bridge.resolvers._common import Options, is_http_url, parse_expiry, redact_text, redact_url, source_url_of
 from bridge.resolvers.base import EpisodeNotFound, Resolved, ResolverContext, ResolveRequest, ResolverError
 
 OPTIONS = ("format", "timeout_seconds", "params")
@@ -72,11 +72,7 @@ class YtdlpResolver:
         }
 
     async def resolve(self, request: ResolveRequest) -> Resolved:
-        source = request.source_url
-        if not source:
-            raise ResolverError(f"{self.name}: the mapping has no source_url (page URL) to extract from")
-        if not is_http_url(source):
-            raise ResolverError(f"{self.name}: source_url is not an http(s) URL: {redact_url(source)!r}")
+        source = source_url_of(request, self.name, "(page URL) to extract from")
         try:
             info = await asyncio.wait_for(asyncio.to_thread(self._extract, source), self.timeout)
         except asyncio.TimeoutError:
