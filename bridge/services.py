@@ -19,6 +19,7 @@ from bridge.strm import Library
 if TYPE_CHECKING:
     from bridge.cache import ResolveCache
     from bridge.jobs import JobRunner
+    from bridge.play.service import PlayService
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
@@ -45,6 +46,7 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    play: "PlayService" = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)

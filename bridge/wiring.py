@@ -14,6 +14,8 @@ from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.events import FailureDetector
 from bridge.jobs import JobRunner
+from bridge.play.service import PlayService
+from bridge.play.signing import ensure_play_secret
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
 from bridge.refresh import RefreshPipeline
@@ -38,6 +40,7 @@ def secrets_of(config: Config, api_token: str) -> list[str]:
         config.emby.api_key,
         config.emby.webhook_token,
         config.play.secret,
+        *config.play.old_secrets,
     ]
     for section in config.resolvers.values():
         values.extend(_secret_values(section))
@@ -74,7 +77,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     chain = resolvers if resolvers is not None else build_resolvers(config)
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
-    install_redaction(secrets_of(config, token))
+    play_secret = ensure_play_secret(config.play.secret, config.database.path)
+    install_redaction([*secrets_of(config, token), play_secret])
     services = Services(config=config, db=db, api_token=token)
     services.cache = ResolveCache(config.cache.ttl_seconds)
     targets: dict[str, Target] = {}
@@ -86,6 +90,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
         on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False),
     )
+    services.play = PlayService(config.play, services.store, services.pipeline, play_secret)
+    services.route_adders.append(lambda app, key: services.play.add_routes(app))
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
                                margin_seconds=config.refresh.sweep_margin_seconds,
@@ -119,6 +125,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         await services.jobs.stop()
         await services.processor.stop()
         await services.rescan.stop()
+        await services.play.close()
         await services.pipeline.close()
         checkpointer.stop()
         db.conn.close()
