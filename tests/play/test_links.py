@@ -171,3 +171,16 @@ async def test_heal_loop_never_overwrites_a_stable_link(make_bridge: BridgeFacto
     forced = await bridge.services.pipeline.refresh(mapping["id"], trigger="manual", reason="manual", force=True)
     assert forced.outcome in ("refreshed", "unchanged") and path.read_bytes() == before
     _ = write_config  # the app factory's config writer is what make_bridge uses
+
+
+def test_resolve_cache_never_serves_a_link_past_its_expiry() -> None:
+    from bridge.cache import ResolveCache
+    from bridge.mappings import Identity
+    from bridge.resolvers.base import Resolved
+
+    cache = ResolveCache(3600)
+    identity = Identity("fake", "show", 1, 1, "German Dub")
+    cache.put(identity, Resolved("http://cdn/a", expires_at=from_epoch(time.time() + 60)))
+    assert cache.get(identity) is not None
+    cache.put(identity, Resolved("http://cdn/b", expires_at=from_epoch(time.time() - 1)))
+    assert cache.get(identity) is None
