@@ -8,10 +8,12 @@ parameter Tautulli does not know for this item arrives as "".
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from typing import Any
 
 from bridge.events import EventKind, PlaybackEvent
+from bridge.validate import INT64_MAX, bounded_int
 from integrations.plex.webhook import WebhookError
 
 # `{action}` is the trigger name without "on_"; users who type the trigger name itself are accepted too.
@@ -43,7 +45,8 @@ def _text(body: dict[str, Any], key: str) -> str:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    """ASCII digits within 64 bits (`"²".isdigit()` is true, and int() refuses it)."""
+    return bounded_int(text, 0, INT64_MAX) if text.isascii() and text.isdigit() else None
 
 
 def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
@@ -55,7 +58,7 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
         raise WebhookError("Tautulli body has no 'action'")
     kind: EventKind = TAUTULLI_KINDS.get(action.removeprefix("on_"), "other")
     rating_key = _text(body, "rating_key")
-    if not rating_key.isdigit():
+    if _int(rating_key) is None:
         raise WebhookError(f"rating_key must be a number, got {body.get('rating_key')!r}")
 
     hints: dict[str, Any] = {}
@@ -78,9 +81,12 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
     position: float | None = None
     if offset:
         try:
-            position = float(offset) / 1000.0
+            milliseconds = float(offset)
         except ValueError:
-            raise WebhookError(f"view_offset must be milliseconds, got {offset!r}") from None
+            raise WebhookError(f"view_offset must be milliseconds, got {offset[:64]!r}") from None
+        if not math.isfinite(milliseconds) or milliseconds < 0:
+            raise WebhookError(f"view_offset must be a finite, non-negative number, got {offset[:64]!r}")
+        position = milliseconds / 1000.0
 
     session_key = _text(body, "machine_id") or _text(body, "player") or _text(body, "session_key")
     path = _text(body, "file") or None
