@@ -333,3 +333,8 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
     if report.errors:
         sys.exit(1)
 
+
+
+from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+
+main.add_command(demo)
