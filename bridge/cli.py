@@ -250,3 +250,8 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
 
     run_import(config, roots, site=site, slug=slug, language=language, provider=provider,
                overwrite_identity=overwrite_identity, as_json=as_json, progress=progress)
+
+
+from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+
+main.add_command(demo)
