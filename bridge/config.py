@@ -122,7 +122,11 @@ class ArrConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     failure_window_seconds: float = 30.0
+    min_progress_seconds: float = 10.0
+    """A stop within the window that advanced less than this from its start's position is a suspected failure."""
     max_position_seconds: float = 10.0
+    """No longer used (detection looks at progress since the start, not at the absolute position); accepted so
+    existing configuration files still load."""
     probe_on_start: bool = False
 
 
@@ -370,6 +374,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("server.max_body_bytes: must be at least 1024")
     if config.refresh.concurrency < 1:
         raise ConfigError("refresh.concurrency: must be at least 1")
+    if not config.detector.failure_window_seconds > 0 or not config.detector.min_progress_seconds >= 0:
+        raise ConfigError("detector.failure_window_seconds: must be > 0, detector.min_progress_seconds: >= 0")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
     for key, value in (("server.api_token", config.server.api_token),
