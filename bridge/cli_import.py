@@ -15,12 +15,15 @@ def run_import(config: Config, roots: Iterable[str], *, site: str | None, slug: 
     from tqdm import tqdm
 
     from bridge import overrides
+    from bridge.cli_errors import UserError
     from bridge.db import open_database
+    from bridge.startup import check_database_location
     from bridge.importer import import_tree
     from bridge.mappings import MappingStore
     from bridge.probe import expiry_iso
     from bridge.strm import Library, StrmError
 
+    check_database_location(config.database.path)
     db = open_database(config.database.path)
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = (lambda items: tqdm(items, unit="file", desc="import", file=sys.stderr)) if show_bar else None
@@ -30,8 +33,7 @@ def run_import(config: Config, roots: Iterable[str], *, site: str | None, slug: 
             overrides=overrides.all_overrides(config.library.series, db), site=site, slug=slug, language=language,
             provider=provider, overwrite_identity=overwrite_identity, progress=bar, predict_expiry=expiry_iso)
     except StrmError as exc:
-        click.echo(f"error: {exc}; import only folders inside library.roots", err=True)
-        sys.exit(2)
+        raise UserError(f"{exc}; import only folders inside library.roots") from None
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -39,5 +41,5 @@ def run_import(config: Config, roots: Iterable[str], *, site: str | None, slug: 
                    f"unchanged {report.unchanged}, errors {len(report.errors)}")
         for path, error in report.errors:
             click.echo(f"  could not import {path}: {error}", err=True)
-    if report.errors and report.created + report.updated + report.unchanged == 0:
-        sys.exit(1)
+    if report.errors:
+        sys.exit(1)  # some files asked for could not be adopted
