@@ -50,6 +50,7 @@ def serve(config: Config, host: str | None, port: int | None) -> None:
     app = create_app(services)
     bind_host = host or config.server.host
     bind_port = port or config.server.port
+    services.egress.add_listener(bind_host, bind_port)
     print(f"strm-bridge listening on http://{bind_host}:{bind_port} (database {config.database.path})", flush=True)
     web.run_app(
         app,
