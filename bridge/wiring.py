@@ -76,9 +76,9 @@ def build_resolvers(config: Config, egress: Egress | None = None) -> list[Resolv
 
 
 def build_services(config: Config, *, api_token: str | None = None, resolvers: list[Resolver] | None = None,
-                   extra_targets: dict[str, Target] | None = None) -> Services:
+                   extra_targets: dict[str, Target] | None = None, egress: Egress | None = None) -> Services:
     """`resolvers` and `extra_targets` let tests and benchmarks plug in-process ones beside the configured."""
-    egress = build_egress(config)
+    egress = egress if egress is not None else build_egress(config)
     chain = resolvers if resolvers is not None else build_resolvers(config, egress)
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
@@ -99,7 +99,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
                                margin_seconds=config.refresh.sweep_margin_seconds,
                                concurrency=config.refresh.concurrency)
     services.processor = EventProcessor(
-        db, FailureDetector(config.detector.failure_window_seconds, config.detector.max_position_seconds),
+        db, FailureDetector(config.detector.failure_window_seconds, config.detector.min_progress_seconds),
         services.pipeline, locators=locators, probe_on_start=config.detector.probe_on_start,
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )
