@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bridge import api, api_refresh
+from bridge import api, api_refresh, openapi
 from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
 from bridge.services import Services
@@ -45,6 +45,8 @@ def guard_middleware_for(services: Services) -> Callable[..., Any]:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.transport is not None:  # the address we are reached on: never a probe or write target
+            services.egress.note_socket(request.transport.get_extra_info("sockname"))
         try:
             accepted = accepted_tokens(services, request.path)
             if accepted is not None and not token_matches(presented_token(request), accepted):
@@ -98,6 +100,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/metrics", metrics)
     api.add_routes(app, SERVICES)
     api_refresh.add_routes(app, SERVICES)
+    openapi.add_routes(app, SERVICES)
     for add_routes in services.route_adders:
         add_routes(app, SERVICES)
 

@@ -9,11 +9,14 @@ import json
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from bridge.egress import Egress
+from bridge.links import compile_patterns
+from bridge.locations import CONFIG_ENV, DATA_ENV, database_path
+
 ENV_PREFIX = "STRM_BRIDGE_"
-CONFIG_ENV = "STRM_BRIDGE_CONFIG"
 
 
 class ConfigError(ValueError):
@@ -40,14 +43,31 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    path: str = "./data/strm-bridge.db"
+    path: str = ""
+    """Empty: `strm-bridge.db` in $STRM_BRIDGE_DATA or the user data folder; relative: beside the config file."""
     events_retention_days: int = 14
+
+
+@dataclass(frozen=True)
+class SeriesOverride:
+    """`[[library.series]]`: identity for a series whose names carry no site or language (bridge.overrides)."""
+
+    match: str
+    site: str = ""
+    slug: str = ""
+    language: str = ""
+    provider: str = ""
 
 
 @dataclass(frozen=True)
 class LibraryConfig:
     roots: list[str] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
+    stable_link_patterns: list[str] = field(default_factory=list)
+    """Links strm-bridge never replaces (besides AniBridge's and its own): http(s) URL prefixes or regexes."""
+    watch: bool = False
+    watch_debounce_ms: int = 1600
+    series: list[SeriesOverride] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -92,9 +112,23 @@ class EmbyConfig:
 
 
 @dataclass(frozen=True)
+class ArrConfig:
+    """`[sonarr]` / `[radarr]`: their Webhook connection (integrations/arr); `path_map` as Sonarr/Radarr see paths."""
+
+    url: str = ""
+    api_key: str = ""
+    webhook_token: str = ""
+    path_map: list[PathMapEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class DetectorConfig:
     failure_window_seconds: float = 30.0
+    min_progress_seconds: float = 10.0
+    """A stop within the window that advanced less than this from its start's position is a suspected failure."""
     max_position_seconds: float = 10.0
+    """No longer used (detection looks at progress since the start, not at the absolute position); accepted so
+    existing configuration files still load."""
     probe_on_start: bool = False
 
 
@@ -106,6 +140,8 @@ class RefreshConfig:
     batches of up to 32 files on 4 writer threads."""
     cooldown_seconds: float = 300.0
     probe_timeout_seconds: float = 5.0
+    indirection_timeout_seconds: float = 30.0
+    """Probe of a stable link (AniBridge): it may re-resolve its upstream while answering."""
     probe_new_url: bool = True
     backoff_seconds: float = 60.0
     breaker_threshold: int = 5
@@ -115,6 +151,10 @@ class RefreshConfig:
     mass_failure_ratio: float = 0.8
     sweep_interval_seconds: float = 300.0
     sweep_margin_seconds: float = 1800.0
+    deny_hosts: list[str] = field(default_factory=list)
+    """Host names (`.example.com` for subdomains too), IPs and CIDR ranges never probed, followed or written."""
+    allow_hosts: list[str] = field(default_factory=list)
+    """When set, only these (same forms); empty allows every host not denied. The bridge itself: never."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +174,12 @@ class PlayConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -142,18 +188,22 @@ class Config:
     plex: PlexConfig = field(default_factory=PlexConfig)
     tautulli: TautulliConfig = field(default_factory=TautulliConfig)
     emby: EmbyConfig = field(default_factory=EmbyConfig)
+    sonarr: ArrConfig = field(default_factory=ArrConfig)
+    radarr: ArrConfig = field(default_factory=ArrConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     resolvers: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: CacheConfig = field(default_factory=CacheConfig)
     play: PlayConfig = field(default_factory=PlayConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     source: str = ""  # where the file came from, for messages
 
 
 SECTIONS: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(Config).items() if is_dataclass(hint)
 }
-_CHOICES = {("play", "mode"): ("auto", "redirect", "proxy")}
+_CHOICES = {("play", "mode"): ("auto", "redirect", "proxy"), ("log", "format"): ("text", "json"),
+            ("log", "level"): ("debug", "info", "warning", "error")}
 
 
 def _coerce(key: str, hint: Any, value: Any, from_env: bool) -> Any:
@@ -209,6 +259,8 @@ def _coerce(key: str, hint: Any, value: Any, from_env: bool) -> Any:
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
         if item_hint is PathMapEntry:
             return [_path_map_entry(f"{key}[{i}]", item) for i, item in enumerate(value)]
+        if item_hint is SeriesOverride:
+            return [_series_override(f"{key}[{i}]", item) for i, item in enumerate(value)]
         return [_coerce(f"{key}[{i}]", item_hint, item, False) for i, item in enumerate(value)]
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
 
@@ -226,6 +278,23 @@ def _path_map_entry(key: str, item: Any) -> PathMapEntry:
         if not (value.startswith("/") or (len(value) > 2 and value[1] == ":")):
             raise ConfigError(f"{key}.{side}: must be an absolute path, got {value!r}")
     return PathMapEntry(server=item["server"], local=item["local"])
+
+
+def _series_override(key: str, item: Any) -> SeriesOverride:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{key}: a [[library.series]] entry must be a table with match = \"...\"")
+    allowed = {f.name for f in fields(SeriesOverride)}
+    extra = set(item) - allowed
+    if extra:
+        raise ConfigError(f"{key}: unknown key {sorted(extra)[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    for name, value in item.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}.{name}: expected a string, got {type(value).__name__}")
+    if not item.get("match", "").strip():
+        raise ConfigError(f"{key}.match: missing or empty (a folder or title glob such as \"Spy*Family*\")")
+    if not any(item.get(name) for name in allowed - {"match"}):
+        raise ConfigError(f"{key}: sets nothing (give site, slug, language or provider)")
+    return SeriesOverride(**item)
 
 
 def _build_section(name: str, cls: type, raw: dict[str, Any], env: dict[str, str]) -> Any:
@@ -251,7 +320,7 @@ def _build_section(name: str, cls: type, raw: dict[str, Any], env: dict[str, str
 def _check_env_names(env: dict[str, str]) -> None:
     """A misspelt environment variable must fail as loudly as a misspelt file key."""
     for env_name in env:
-        if not env_name.startswith(ENV_PREFIX) or env_name == CONFIG_ENV:
+        if not env_name.startswith(ENV_PREFIX) or env_name in (CONFIG_ENV, DATA_ENV):
             continue
         rest = env_name[len(ENV_PREFIX):].lower()
         if rest.startswith("resolvers_"):
@@ -313,6 +382,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     _check_env_names(env)
     sections = {name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()}
     config = Config(**sections, resolvers=_resolver_sections(raw.get("resolvers"), env), source=source)
+    db_path = database_path(config.database.path, from_env=f"{ENV_PREFIX}DATABASE_PATH" in env, config_file=source,
+                            env=env)
+    config = replace(config, database=replace(config.database, path=db_path))
     _validate(config)
     return config
 
@@ -324,16 +396,24 @@ def _validate(config: Config) -> None:
         raise ConfigError("server.max_body_bytes: must be at least 1024")
     if config.refresh.concurrency < 1:
         raise ConfigError("refresh.concurrency: must be at least 1")
+    if not config.detector.failure_window_seconds > 0 or not config.detector.min_progress_seconds >= 0:
+        raise ConfigError("detector.failure_window_seconds: must be > 0, detector.min_progress_seconds: >= 0")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
+    try:
+        Egress.from_lists(config.refresh.deny_hosts, config.refresh.allow_hosts)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     for key, value in (("server.api_token", config.server.api_token),
                        ("jellyfin.webhook_token", config.jellyfin.webhook_token),
                        ("plex.webhook_token", config.plex.webhook_token),
                        ("tautulli.webhook_token", config.tautulli.webhook_token),
-                       ("emby.webhook_token", config.emby.webhook_token)):
+                       ("emby.webhook_token", config.emby.webhook_token),
+                       ("sonarr.webhook_token", config.sonarr.webhook_token),
+                       ("radarr.webhook_token", config.radarr.webhook_token)):
         if value and len(value) < 8:
             raise ConfigError(f"{key}: must be at least 8 characters (it is also masked in logs)")
-    for name in ("jellyfin", "emby", "plex"):
+    for name in ("jellyfin", "emby", "plex", "sonarr", "radarr"):
         url = getattr(config, name).url
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{name}.url: must start with http:// or https://, got {url!r}")
@@ -346,6 +426,12 @@ def _validate(config: Config) -> None:
     for i, root in enumerate(config.library.roots):
         if not os.path.isabs(root):
             raise ConfigError(f"library.roots[{i}]: must be an absolute path, got {root!r}")
+    try:
+        compile_patterns(config.library.stable_link_patterns)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not 100 <= config.library.watch_debounce_ms <= 60_000:
+        raise ConfigError("library.watch_debounce_ms: must be 100-60000")
     for i, anchor in enumerate(config.library.anchors):
         if not os.path.isabs(anchor):
             raise ConfigError(f"library.anchors[{i}]: must be an absolute path, got {anchor!r}")

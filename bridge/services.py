@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from sqlite_utils import Database
 
 from bridge.config import Config
+from bridge.egress import Egress
+from bridge.links import LinkRules
 from bridge.mappings import MappingStore
 from bridge.metrics import Metrics
 from bridge.strm import Library
@@ -35,6 +37,7 @@ class Services:
     api_token: str
     store: MappingStore = field(init=False)
     library: Library = field(init=False)
+    links: LinkRules = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     route_adders: list[Callable[..., None]] = field(default_factory=list)
     body_limits: dict[str, int] = field(default_factory=dict)
@@ -46,11 +49,14 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    egress: Egress = field(default_factory=Egress)
+    """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
     play: "PlayService" = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)
         self.library = Library(self.config.library.roots, self.config.library.anchors)
+        self.links = LinkRules.from_config(self.config)
 
     def body_limit_for(self, path: str) -> int:
         return self.body_limits.get(path, self.config.server.max_body_bytes)

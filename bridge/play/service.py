@@ -63,8 +63,9 @@ class PlayService:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+            # the refresh pipeline's egress guard: a stream is never fetched from the bridge's own listener
+            self._session = self.locator.pipeline.egress.session(
+                connector_args={"limit": 512, "ttl_dns_cache": 300},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
                 auto_decompress=False,
                 headers={"User-Agent": "strm-bridge"},

@@ -2,16 +2,20 @@
 
 Emby 4.9 can post `application/json`; older servers post form data whose `data` field holds the JSON, so
 both are read. Unlike Jellyfin, Emby sends the item's `Path`, so no lookup is needed to find the file.
-Emby has no failure event either: a start followed soon by a stop near 0 that did not play to completion.
+Emby has no failure event either: a start followed soon by a stop that made no progress from the start's
+position (`PlaybackInfo.PositionTicks`, the resume point on playback.start). `Item.RunTimeTicks` says how long
+the item is. Events strm-bridge does not use (`library.new`, `item.rate`, `system.*`, ...) come back as
+`Ignored` with the reason.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from bridge.events import EventKind, PlaybackEvent
+from bridge.events import EventKind, Ignored, PlaybackEvent
+from bridge.validate import InvalidValue, bounded_int, finite_number, parse_json
 
 TICKS_PER_SECOND = 10_000_000
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -30,9 +34,9 @@ class EmbyWebhookError(ValueError):
 
 def _decode(text: str, where: str) -> dict[str, Any]:
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EmbyWebhookError(f"{where} is not valid JSON: {exc}") from None
+        payload = parse_json(text, where)
+    except InvalidValue as exc:
+        raise EmbyWebhookError(str(exc)) from None
     if not isinstance(payload, dict):
         raise EmbyWebhookError(f"{where} must be a JSON object, got {type(payload).__name__}")
     return payload
@@ -43,8 +47,8 @@ async def read_emby_body(request: web.Request) -> dict[str, Any]:
     if request.content_type in FORM_TYPES:
         try:
             form = await request.post()  # 413 (HTTPRequestEntityTooLarge) propagates to the app
-        except ValueError as exc:
-            raise EmbyWebhookError(f"malformed form body: {exc}") from None
+        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
+            raise EmbyWebhookError(f"malformed form body: {type(exc).__name__}: {exc}"[:300]) from None
         data = form.get("data")
         if data is None:
             raise EmbyWebhookError("form body has no 'data' field")
@@ -62,13 +66,8 @@ async def read_emby_body(request: web.Request) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    """Within 64 bits only: `"²".isdigit()` is true, and a longer number cannot be stored."""
+    return bounded_int(value)
 
 
 def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
@@ -76,18 +75,26 @@ def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
-    """Normalise one Emby webhook; events that are not about playback come back as kind "other"."""
+def _seconds(ticks: Any) -> float | None:
+    """Ticks within 64 bits only: a 400-digit integer would overflow the float division."""
+    number = finite_number(ticks)
+    if number is not None and number >= 0:
+        return number / TICKS_PER_SECOND
+    return None
+
+
+def emby_event(payload: dict[str, Any]) -> PlaybackEvent | Ignored:
+    """Normalise one Emby webhook; events that are not about playback come back as `Ignored`."""
     raw_kind = payload.get("Event")
     if not isinstance(raw_kind, str) or not raw_kind:
         raise EmbyWebhookError("Emby payload has no 'Event'")
-    kind: EventKind = EMBY_KINDS.get(raw_kind.lower(), "other")
+    kind: EventKind | None = EMBY_KINDS.get(raw_kind.lower())
+    if kind is None:
+        return Ignored(f"Emby {raw_kind[:64]} events are not used")
     item = _obj(payload, "Item")
     item_id = item.get("Id")
     if item_id is None or item_id == "":
-        if kind != "other":
-            raise EmbyWebhookError(f"Emby {raw_kind} payload has no Item.Id")
-        item_id = ""
+        raise EmbyWebhookError(f"Emby {raw_kind} payload has no Item.Id")
     elif not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
         raise EmbyWebhookError(f"Item.Id must be a string, got {type(item_id).__name__}")
 
@@ -110,8 +117,7 @@ def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
         hints["provider_ids"] = {str(k): str(v) for k, v in providers.items()}
 
     info = _obj(payload, "PlaybackInfo")
-    ticks = info.get("PositionTicks")
-    position = ticks / TICKS_PER_SECOND if isinstance(ticks, (int, float)) and not isinstance(ticks, bool) else None
+    position = _seconds(info.get("PositionTicks"))
     session = _obj(payload, "Session")
     user = _obj(payload, "User").get("Name")
     path = item.get("Path")
@@ -126,4 +132,5 @@ def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
         path=path if isinstance(path, str) and path else None,
         hints=hints,
         raw_kind=raw_kind,
+        runtime_seconds=_seconds(item.get("RunTimeTicks")) or None,
     )

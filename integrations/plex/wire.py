@@ -1,16 +1,16 @@
 """Switching Plex and Tautulli on: webhook routes, the optional alert listener, locator and partial-scan target."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
-from bridge.events import PlaybackEvent
+from bridge.events import Ignored, PlaybackEvent
 from bridge.intake import accept_event, webhook_handler
 from bridge.pathmap import PathMap
 from bridge.services import Services
+from bridge.validate import InvalidValue, parse_json
 from integrations.plex.alerts import PlexAlertListener
 from integrations.plex.client import PlexClient
 from integrations.plex.locator import PlexLocator
@@ -24,16 +24,14 @@ log = logging.getLogger(__name__)
 def wire(services: Services, targets: dict[str, Any], locators: dict[str, Any]) -> None:
     config = services.config.plex
 
-    async def parse_plex(request: web.Request) -> PlaybackEvent | None:
-        payload = await read_plex_multipart(request, max_body_bytes=config.max_body_bytes)
-        event = plex_event(payload)
-        return event if event.item_id else None
+    async def parse_plex(request: web.Request) -> PlaybackEvent | Ignored:
+        return plex_event(await read_plex_multipart(request, max_body_bytes=config.max_body_bytes))
 
-    async def parse_tautulli(request: web.Request) -> PlaybackEvent | None:
+    async def parse_tautulli(request: web.Request) -> PlaybackEvent | Ignored:
         try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise WebhookError(f"Tautulli body is not JSON: {exc}") from None
+            body = parse_json(await request.read(), "Tautulli body")
+        except InvalidValue as exc:
+            raise WebhookError(str(exc)) from None
         if not isinstance(body, dict):
             raise WebhookError("Tautulli body must be a JSON object")
         return tautulli_event(body)
