@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -17,9 +18,13 @@ from aiohttp import web
 
 from bridge.errors import ApiError
 from bridge.events import Ignored, PlaybackEvent
+from bridge.holding import RETRY_AFTER_SECONDS, HoldFull, is_locked
 from bridge.timeutil import now_iso
 
 log = logging.getLogger(__name__)
+
+HELD = 0
+"""accept_event's answer for an event held while another process locks the database (it has no id yet)."""
 
 Parser = Callable[[web.Request], Awaitable[PlaybackEvent | Ignored | None]]
 """None stands for a valid notification that is not about playback."""
@@ -35,9 +40,10 @@ def event_from_json(text: str) -> PlaybackEvent:
     return PlaybackEvent(**data)
 
 
-def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False) -> int:
+def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False,
+                received_at: str | None = None) -> int:
     """Insert one event; `settled` stores it as already processed (a start the detector needs nothing more of)."""
-    now = now_iso()
+    now = received_at or now_iso()
     # the event's fields are already JSON types: a shallow dump avoids dataclasses.asdict's deep copy, and
     # orjson takes 1 µs where json takes 7, on every webhook
     cursor = conn.execute(
@@ -62,13 +68,34 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
         services.metrics.webhook(event.source, "ignored")
         return None
     signal, settled = processor.detect(event)
-    event_id = store_event(services.db.conn, event, commit=False, settled=settled)
+    holding = services.holding
+    if holding.active:  # behind events waiting for a foreign lock: keep the order of arrival
+        return _hold(services, event, signal, settled)
+    try:
+        event_id = store_event(services.db.conn, event, commit=False, settled=settled)
+    except sqlite3.OperationalError as exc:
+        if not is_locked(exc):
+            raise
+        services.db.conn.rollback()  # only a read snapshot: a pending write would have held the lock already
+        return _hold(services, event, signal, settled)
     committed = services.store.group_commit.wait()
     # the heal starts alongside the commit, not after it: its first database write joins the same transaction
     processor.dispatch(event_id, event, signal)
     await committed
     services.metrics.webhook(event.source, event.kind)
     return event_id
+
+
+def _hold(services: Any, event: PlaybackEvent, signal: Any, settled: bool) -> int:
+    """Another process holds the write lock: the event waits in memory and in the journal, the 202 goes now."""
+    try:
+        services.holding.hold(event, signal, settled)
+    except HoldFull as exc:
+        services.metrics.webhook(event.source, "refused")
+        raise web.HTTPServiceUnavailable(text=f"database locked by another process; {exc}; retry later",
+                                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    services.metrics.webhook(event.source, event.kind)
+    return HELD
 
 
 def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -88,6 +115,9 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
         event_id = await accept_event(services, event)
         if event_id is None:
             return ignored_response(f"{event.raw_kind or event.kind} events are not used")
+        if event_id == HELD:
+            return web.Response(body=b'{"status": "accepted", "event_id": null, "held": true}', status=202,
+                                content_type="application/json")
         return web.Response(body=b'{"status": "accepted", "event_id": %d}' % event_id, status=202,
                             content_type="application/json")
 
