@@ -103,12 +103,17 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+from bridge.cli_mappings import register as _register_mapping_commands  # noqa: E402
+
+_register_mapping_commands(mappings, with_config)
+
+
 @mappings.command("list")
 @with_config
 @click.option("--path", default=None, help="Only files under this path prefix.")
 @click.option("--slug", default=None)
 @click.option("--season", type=int, default=None)
-@click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "unknown"]), default=None)
+@click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "missing", "unknown"]), default=None)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
