@@ -47,7 +47,9 @@ class FakeAniBridge:
         self.port = 0
         self.resolve_mode: str | None = None
         self.requests: list[tuple[str, str, int]] = []
-        """(method, query, status) of every /strm/stream request, in order."""
+        """(method, query, status) of every answered /strm/stream request, in order."""
+        self.arrivals = 0
+        """Requests received, counted as they arrive (a hanging one is answered, and recorded, only later)."""
         self.resolutions: Counter[str] = Counter()
         self._cache: dict[str, str] = {}
         self._closing = asyncio.Event()
@@ -100,6 +102,7 @@ class FakeAniBridge:
 
     # ---- the endpoint --------------------------------------------------------------------------------
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        self.arrivals += 1
         response = await self._answer(request)
         self.requests.append((request.method, request.query_string, response.status))
         return response
