@@ -8,20 +8,17 @@ import json
 
 import click
 
+from bridge.cli_errors import UserError
 from bridge.config import Config
-
-
-class UserError(click.ClickException):
-    """One line on stderr, exit status 2: something the user can correct."""
-
-    exit_code = 2
 
 
 def _services(config: Config):  # type: ignore[no-untyped-def]
     from bridge.db import open_database
     from bridge.mappings import MappingStore
+    from bridge.startup import check_database_location
     from bridge.strm import Library
 
+    check_database_location(config.database.path)
     library = Library(config.library.roots, config.library.anchors)
     return MappingStore(open_database(config.database.path), library), library
 

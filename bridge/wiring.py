@@ -91,7 +91,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
                                margin_seconds=config.refresh.sweep_margin_seconds,
                                concurrency=config.refresh.concurrency)
     services.processor = EventProcessor(
-        db, FailureDetector(config.detector.failure_window_seconds, config.detector.max_position_seconds),
+        db, FailureDetector(config.detector.failure_window_seconds, config.detector.min_progress_seconds),
         services.pipeline, locators=locators, probe_on_start=config.detector.probe_on_start,
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )
