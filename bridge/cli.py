@@ -335,6 +335,10 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
 
 
 
+from bridge.cli_config import config_group  # noqa: E402
 from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+from bridge.cli_init import init  # noqa: E402
 
 main.add_command(demo)
+main.add_command(init)
+main.add_command(config_group)

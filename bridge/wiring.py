@@ -137,3 +137,11 @@ def _wire_integrations(services: Services, targets: dict[str, Target], locators:
     for wire in (wire_jellyfin, wire_plex, wire_emby):
         wire(services, targets, locators)
 
+
+def integration_checks() -> list[Any]:
+    """Each integration's `config check` probe (see bridge.config_check); the core does not know them."""
+    from integrations.emby.check import check as check_emby
+    from integrations.jellyfin.check import check as check_jellyfin
+    from integrations.plex.check import check as check_plex
+
+    return [check_jellyfin, check_plex, check_emby]
