@@ -59,7 +59,7 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     """
     processor = services.processor
     if event.kind not in processor.kinds_used(event.source):
-        services.metrics.webhook(event.source, "ignored")
+        services.metrics.webhook(event.source, event.kind, "ignored")
         return None
     signal, settled = processor.detect(event)
     event_id = store_event(services.db.conn, event, commit=False, settled=settled)
@@ -78,11 +78,12 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
             event = await parse(request)
         except ValueError as exc:
             log.info("%s webhook refused: %s", source, exc)
+            services.metrics.webhook(source, "", "invalid")
             raise ApiError(400, "invalid_payload", str(exc)) from None
         if event is None:
             return ignored_response(f"not a playback notification ({source})")
         if isinstance(event, Ignored):
-            services.metrics.webhook(source, "ignored")
+            services.metrics.webhook(source, "", "ignored")
             log.debug("%s webhook ignored: %s", source, event.reason)
             return ignored_response(event.reason)
         event_id = await accept_event(services, event)

@@ -14,6 +14,8 @@ from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.events import FailureDetector
 from bridge.jobs import JobRunner
+from bridge.metrics import measured
+from bridge.probe import add_observer as add_probe_observer, remove_observer as remove_probe_observer
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
 from bridge.refresh import RefreshPipeline
@@ -80,6 +82,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     install_redaction(secrets_of(config, token))
     services = Services(config=config, db=db, api_token=token)
+    chain = measured(chain, services.metrics)
+    services.metrics.watch_database(db.conn)
     services.cache = ResolveCache(config.cache.ttl_seconds)
     targets: dict[str, Target] = {}
     locators: dict[str, Locator] = {}
@@ -103,6 +107,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     checkpointer = Checkpointer(config.database.path)
 
     async def start() -> None:
+        add_probe_observer(services.metrics.probe)
         checkpointer.start(db.conn)
         recovered = services.pipeline.recover()
         if recovered:
@@ -125,6 +130,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         await services.rescan.stop()
         await services.pipeline.close()
         checkpointer.stop()
+        remove_probe_observer(services.metrics.probe)
         db.conn.close()
 
     services.starters.append(start)
