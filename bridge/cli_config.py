@@ -29,14 +29,14 @@ def check(config_path: str | None, timeout: float, debug: bool) -> None:
     Exit 0: everything answered; 1: something is missing or does not answer; 2: the configuration is invalid.
     """
     from bridge.config_check import run_checks
-    from bridge.wiring import build_resolvers, integration_checks
+    from bridge.wiring import build_egress, build_resolvers, integration_checks
 
     set_debug(debug)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     source = find_config(config_path)
     try:
         config = load_config(source)
-        resolvers = build_resolvers(config)
+        resolvers = build_resolvers(config, build_egress(config))
     except ConfigError as exc:
         if debug_enabled():
             raise
