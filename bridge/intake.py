@@ -78,7 +78,7 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     """
     processor = services.processor
     if event.kind not in processor.kinds_used(event.source):
-        services.metrics.webhook(event.source, "ignored")
+        services.metrics.webhook(event.source, event.kind, "ignored")
         return None
     payload = encode_event(event)  # before detection: a refused event must leave the detector untouched
     signal, settled = processor.detect(event)
@@ -119,11 +119,12 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
             event = await parse(request)
         except ValueError as exc:
             log.info("%s webhook refused: %s", source, exc)
+            services.metrics.webhook(source, "", "invalid")
             raise ApiError(400, "invalid_payload", str(exc)) from None
         if event is None:
             return ignored_response(f"not a playback notification ({source})")
         if isinstance(event, Ignored):
-            services.metrics.webhook(source, "ignored")
+            services.metrics.webhook(source, "", "ignored")
             log.debug("%s webhook ignored: %s", source, event.reason)
             return ignored_response(event.reason)
         try:

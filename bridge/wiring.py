@@ -16,6 +16,8 @@ from bridge.egress import Egress
 from bridge.events import FailureDetector
 from bridge.holding import LOOP_BUSY_TIMEOUT_MS, Holding
 from bridge.jobs import JobRunner
+from bridge.metrics import measured
+from bridge.probe import add_observer as add_probe_observer, remove_observer as remove_probe_observer
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
 from bridge.refresh import RefreshPipeline
@@ -91,6 +93,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     # on the event loop a statement may wait only briefly for another process's lock (see bridge/holding.py)
     db.conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
     services = Services(config=config, db=db, api_token=token, egress=egress)
+    chain = measured(chain, services.metrics)
+    services.metrics.watch_database(db.conn)
     services.cache = ResolveCache(config.cache.ttl_seconds)
     targets: dict[str, Target] = {}
     locators: dict[str, Locator] = {}
@@ -117,6 +121,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     checkpointer = Checkpointer(config.database.path)
 
     async def start() -> None:
+        add_probe_observer(services.metrics.probe)
         checkpointer.start(db.conn)
         recovered = services.pipeline.recover()
         if recovered:
@@ -143,6 +148,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         await services.rescan.stop()
         await services.pipeline.close()
         checkpointer.stop()
+        remove_probe_observer(services.metrics.probe)
         db.conn.close()
 
     services.starters.append(start)
@@ -159,3 +165,11 @@ def _wire_integrations(services: Services, targets: dict[str, Target], locators:
     for wire in (wire_jellyfin, wire_plex, wire_emby):
         wire(services, targets, locators)
 
+
+def integration_checks() -> list[Any]:
+    """Each integration's `config check` probe (see bridge.config_check); the core does not know them."""
+    from integrations.emby.check import check as check_emby
+    from integrations.jellyfin.check import check as check_jellyfin
+    from integrations.plex.check import check as check_plex
+
+    return [check_jellyfin, check_plex, check_emby]
