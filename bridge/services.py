@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
     from bridge.sweep import Sweeper
+    from bridge.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    watcher: "FolderWatcher | None" = None
 
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)

@@ -129,6 +129,9 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
 
     services.starters.append(start)
     services.stoppers.append(stop)
+    from bridge.watch import attach as attach_watcher
+
+    services.watcher = attach_watcher(services)
     return services
 
 
