@@ -34,11 +34,9 @@ class Followed:
 
 
 def retire(store: MappingStore, mapping_id: int, *, commit: bool = True) -> None:
-    """Remove a mapping whose file is gone for good (deleted by Sonarr/Radarr or by an upgrade)."""
-    store.conn.execute("delete from refresh_log where mapping_id = ?", (mapping_id,))
-    store.conn.execute("delete from mappings where id = ?", (mapping_id,))
-    if commit:
-        store.conn.commit()
+    """Remove a mapping whose file is gone for good (deleted by Sonarr/Radarr or by an upgrade): the same
+    retirement as `DELETE /api/mappings/{id}` (its refresh log goes with it; committed)."""
+    store.delete([mapping_id])
 
 
 def retire_path(store: MappingStore, path: str, *, commit: bool = True) -> str:
