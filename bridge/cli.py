@@ -161,6 +161,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+from bridge.cli_mappings import register as _register_mapping_commands  # noqa: E402
+
+_register_mapping_commands(mappings, with_config)
+
+
 @mappings.command("list")
 @with_config
 @click.option("--path", default=None, help="Only files under this path prefix.")
@@ -325,6 +330,10 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
                overwrite_identity=overwrite_identity, as_json=as_json, progress=progress)
 
 
+from bridge.cli_config import config_group  # noqa: E402
 from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+from bridge.cli_init import init  # noqa: E402
 
 main.add_command(demo)
+main.add_command(init)
+main.add_command(config_group)

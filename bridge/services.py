@@ -20,11 +20,13 @@ from bridge.strm import Library
 
 if TYPE_CHECKING:
     from bridge.cache import ResolveCache
+    from bridge.holding import Holding
     from bridge.jobs import JobRunner
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
     from bridge.sweep import Sweeper
+    from bridge.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,14 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    holding: "Holding" = field(init=False)
     egress: Egress = field(default_factory=Egress)
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
+    watcher: "FolderWatcher | None" = None
 
     def __post_init__(self) -> None:
-        self.store = MappingStore(self.db)
         self.library = Library(self.config.library.roots, self.config.library.anchors)
+        self.store = MappingStore(self.db, self.library)
         self.links = LinkRules.from_config(self.config)
 
     def body_limit_for(self, path: str) -> int:
