@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -141,6 +142,8 @@ def plex_multipart(draw: Any) -> tuple[bytes, str]:
     return out, f"multipart/form-data; boundary={declared}"
 
 
+ARR_FIXTURES = Path(__file__).resolve().parents[2] / "integrations" / "arr" / "fixtures"
+
 # ---- valid payloads with one to three fields made hostile: reaches the checks behind the first one ----
 DELETE = object()
 BASES: dict[str, dict[str, Any]] = {
@@ -173,6 +176,10 @@ BASES: dict[str, dict[str, Any]] = {
     "refresh-stale": {"stale": True, "margin_seconds": 3600},
     "refresh-id": {"id": 1, "force": True},
     "rescan": {"path": "/outside/Show/S01E01.strm"},
+    "prune": {"missing": True, "dry_run": True},
+    # Sonarr/Radarr: their own fixtures (rebuilt from the payload classes, see integrations/arr/fixtures/README.md)
+    "sonarr": json.loads((ARR_FIXTURES / "sonarr_download.json").read_text()),
+    "radarr": json.loads((ARR_FIXTURES / "radarr_download.json").read_text()),
 }
 
 

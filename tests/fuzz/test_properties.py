@@ -73,7 +73,8 @@ def twin(strategy: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], tu
 
 # ---- webhook parsers -----------------------------------------------------------------------------------
 JSON_WEBHOOKS = {"/webhooks/jellyfin": s.mutated("jellyfin") | s.JELLYFIN, "/webhooks/tautulli": s.mutated("tautulli") | s.TAUTULLI,
-                 "/webhooks/emby": s.mutated("emby") | s.EMBY}
+                 "/webhooks/emby": s.mutated("emby") | s.EMBY, "/webhooks/sonarr": s.mutated("sonarr"),
+                 "/webhooks/radarr": s.mutated("radarr")}
 SHAPED = st.one_of(*(st.tuples(st.just(route), strategy.map(s.encode), st.just("application/json") | s.CONTENT_TYPES)
                      for route, strategy in JSON_WEBHOOKS.items()))
 
@@ -112,7 +113,8 @@ def _raw_to_any_route(live: LiveBridge, example: tuple[str, bytes, str]) -> None
 
 
 RAW = st.tuples(st.sampled_from(["/webhooks/jellyfin", "/webhooks/plex", "/webhooks/tautulli", "/webhooks/emby",
-                                 "/api/mappings", "/api/refresh", "/api/rescan"]), s.RAW_BODIES, s.CONTENT_TYPES)
+                                 "/webhooks/sonarr", "/webhooks/radarr", "/api/mappings", "/api/refresh",
+                                 "/api/rescan", "/api/mappings/prune"]), s.RAW_BODIES, s.CONTENT_TYPES)
 test_raw_bodies_and_content_types, test_raw_bodies_and_content_types_long = twin(RAW)(_raw_to_any_route)
 
 
@@ -192,7 +194,8 @@ test_strm_reader, test_strm_reader_long = twin(STRM_BYTES)(_strm_reader)
 SOURCE_ROUTES = {"jellyfin": "/webhooks/jellyfin", "tautulli": "/webhooks/tautulli", "emby": "/webhooks/emby",
                  "plex": "/webhooks/plex", "mapping": "/api/mappings", "refresh-identity": "/api/refresh",
                  "refresh-series": "/api/refresh", "refresh-stale": "/api/refresh", "refresh-id": "/api/refresh",
-                 "rescan": "/api/rescan"}
+                 "rescan": "/api/rescan", "prune": "/api/mappings/prune", "sonarr": "/webhooks/sonarr",
+                 "radarr": "/webhooks/radarr"}
 
 
 def _plex_body(payload: Any) -> tuple[bytes, str]:
@@ -226,7 +229,7 @@ def test_every_route_with_a_body_is_covered() -> None:
     from bridge.openapi import document
 
     posted = {p for p, item in document()["paths"].items() if "post" in item}
-    covered = set(JSON_WEBHOOKS) | set(MULTIPART_ROUTES) | {"/api/mappings", "/api/refresh", "/api/rescan"}
+    covered = set(JSON_WEBHOOKS) | set(MULTIPART_ROUTES) | set(SOURCE_ROUTES.values())
     uncovered = posted - covered - {"/api/cache/purge"}  # takes no body
     assert not uncovered, f"POST routes with no property test: {sorted(uncovered)}"
 
