@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PARAM_CHARS = 16 * 1024
+MAX_PARAM_CHARS = 6000
+"""u and c together stay under the 8190-byte request line aiohttp accepts."""
 PLAYLIST_CACHE_ENTRIES = 512
 NO_STORE = {"Cache-Control": "no-store"}
 """Players must come back to the bridge for every new request (ffmpeg caches a redirect that allows it)."""
