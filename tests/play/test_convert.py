@@ -117,3 +117,16 @@ async def test_each_changed_file_queues_its_media_server_refresh(tmp_path: Path)
         assert sorted(p["path"] for p in target.sent) == sorted(str(r[1]) for r in rows[1:])
     finally:
         await services.stop()
+
+
+def test_import_after_convert_keeps_the_direct_url(tmp_path: Path) -> None:
+    """Re-adopting converted files must not store the /play/ link as the URL it leads to (it would loop)."""
+    config, root, rows = library(tmp_path)
+    assert run(config, "--to", "stable", "--all").exit_code == 0
+    imported = CliRunner().invoke(main, ["import", "--config", str(config), str(root), "--no-progress"], env={})
+    assert imported.exit_code == 0, imported.output
+    services = build_services(load_config(config, env={}))
+    try:
+        assert [services.store.get(i)["resolved_url"] for i, _, _ in rows] == [url for _, _, url in rows]
+    finally:
+        services.db.conn.close()
