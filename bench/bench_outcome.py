@@ -174,7 +174,8 @@ resolvers = ["http"]
 cooldown_seconds = 0
 probe_timeout_seconds = 2
 sweep_interval_seconds = {ttl / 16 if sweep else 1e9}
-sweep_margin_seconds = {ttl / 2 if sweep else 0}
+sweep_margin_seconds = {ttl * 0.75 if sweep else 0}
+concurrency = 16
 [resolvers.http]
 url = "{provider.base_url}/resolve"
 [cache]
