@@ -108,7 +108,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option("--path", default=None, help="Only files under this path prefix.")
 @click.option("--slug", default=None)
 @click.option("--season", type=int, default=None)
-@click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "unknown"]), default=None)
+@click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "missing", "unknown"]), default=None)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -262,3 +262,7 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
     if report.errors and report.created + report.updated + report.unchanged == 0:
         sys.exit(1)
 
+
+from bridge.cli_check import check as _check  # noqa: E402  (needs with_config above)
+
+main.add_command(_check)

@@ -115,6 +115,9 @@ class RefreshConfig:
     mass_failure_ratio: float = 0.8
     sweep_interval_seconds: float = 300.0
     sweep_margin_seconds: float = 1800.0
+    check_interval_seconds: float = 0.0
+    """Scheduled link health check (0 = off): each round probes the rows checked longest ago and records them."""
+    check_concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("server.max_body_bytes: must be at least 1024")
     if config.refresh.concurrency < 1:
         raise ConfigError("refresh.concurrency: must be at least 1")
+    if config.refresh.check_concurrency < 1:
+        raise ConfigError("refresh.check_concurrency: must be at least 1")
+    if config.refresh.check_interval_seconds < 0:
+        raise ConfigError("refresh.check_interval_seconds: must be 0 (off) or more")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
     for key, value in (("server.api_token", config.server.api_token),

@@ -34,7 +34,7 @@ WRITABLE_FIELDS = (
     "plex_rating_key",
     "emby_item_id",
 )
-STATES = ("ok", "dead", "refreshing", "broken", "unknown")
+STATES = ("ok", "dead", "refreshing", "broken", "missing", "unknown")
 _INSERT_LOG = (
     "insert into refresh_log (mapping_id, trigger, reason, old_url, new_url, outcome, error, duration_ms,"
     " started_at, finished_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

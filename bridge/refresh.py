@@ -22,6 +22,7 @@ from bridge.breaker import CircuitBreaker, MassFailureGuard
 from bridge.cache import ResolveCache
 from bridge.config import RefreshConfig
 from bridge.db import atomic
+from bridge.health import record_probe
 from bridge.mappings import Identity, Mapping, MappingStore
 from bridge.metrics import Metrics
 from bridge.probe import ProbeResult, expiry_iso, probe
@@ -241,6 +242,7 @@ class RefreshPipeline:
             return gated
         if self._needs_probe(mapping, reason, force):
             result = await self._probe(mapping["resolved_url"], mapping)
+            record_probe(self.store, mapping, result)  # a dry run writes no file but keeps what it learned
             action, detail = self._decide(mapping, result, remember=False)
             if action not in ("resolve", "resolve_other_provider"):
                 return RefreshOutcome(mapping_id, "alive" if action == "alive" else action, detail,

@@ -1,0 +1,252 @@
+"""The library health check: probe stored links and record what they answer, before anyone plays them.
+
+A check never resolves and never writes a `.strm`; it only stores `state`, `last_status` and
+`last_checked_at`, so the dashboard, `refresh --stale` and the metrics see a dead link as dead. The stored
+row only changes if it still holds the URL that was probed: a refresh that lands meanwhile wins.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bridge.mappings import Mapping, MappingStore
+from bridge.probe import ProbeResult, probe
+from bridge.timeutil import from_epoch, now_iso, to_epoch
+
+PROBLEM_FINDINGS = ("dead", "missing", "error")
+"""Findings that make `strm-bridge check` exit 1."""
+RESOLVE_STATUSES = ("dead", "other", "legal")
+"""Probe statuses on which the refresh pipeline would re-resolve at once (no backoff): the link is dead."""
+_COMMIT_EVERY = 200
+
+
+def state_after_probe(mapping: Mapping, result: ProbeResult, now: float | None = None) -> str:
+    """The state a probe's answer proves; a transient answer (timeout, 5xx, 429) leaves the state as it was."""
+    current = mapping.get("state") or "unknown"
+    if result.status == "alive":
+        return "ok"
+    dead = result.status in RESOLVE_STATUSES
+    if result.status == "forbidden":
+        expires = mapping.get("expires_at")
+        dead = not expires or to_epoch(expires) <= (time.time() if now is None else now)
+    if dead:
+        return "broken" if current == "broken" else "dead"  # broken (resolvers gave up) is the stronger word
+    return current
+
+
+def finding_of(result: ProbeResult, state: str) -> str:
+    """One word per checked link for reports: alive, dead, or error (could not tell, e.g. a timeout)."""
+    if result.status == "alive":
+        return "alive"
+    return "dead" if state in ("dead", "broken") else "error"
+
+
+def points_at(url: str, own: Iterable[tuple[str, int | None]]) -> bool:
+    """Whether `url` addresses the bridge itself (its bind address or public URL): never probed or followed."""
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return False
+    default = 443 if parts.scheme == "https" else 80
+    for own_host, own_port in own:
+        if host == own_host.lower() and (port or default) == (own_port or default):
+            return True
+    return False
+
+
+def own_addresses(host: str, port: int, public_url: str = "") -> list[tuple[str, int | None]]:
+    found: list[tuple[str, int | None]] = []
+    hosts = [host] if host not in ("0.0.0.0", "::", "") else ["127.0.0.1", "localhost", "::1"]
+    if host in ("127.0.0.1", "localhost"):
+        hosts = ["127.0.0.1", "localhost"]
+    found += [(h, port) for h in hosts]
+    if public_url:
+        try:
+            parts = urlsplit(public_url)
+            if parts.hostname:
+                found.append((parts.hostname, parts.port))
+        except ValueError:
+            pass
+    return found
+
+
+@dataclass
+class CheckItem:
+    mapping_id: int
+    finding: str
+    """alive | dead | missing | error | skipped"""
+    state: str
+    status: str | None = None
+    http_status: int | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mapping_id": self.mapping_id, "finding": self.finding, "state": self.state, "status": self.status,
+                "http_status": self.http_status, "detail": self.detail}
+
+
+@dataclass
+class CheckReport:
+    total: int = 0
+    items: list[CheckItem] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(i.finding for i in self.items).items()))
+
+    @property
+    def problems(self) -> list[CheckItem]:
+        return [i for i in self.items if i.finding in PROBLEM_FINDINGS]
+
+
+class LinkChecker:
+    """Probes mappings with bounded concurrency and records each finding on its row."""
+
+    def __init__(self, store: MappingStore, *, concurrency: int = 8, timeout: float = 5.0,
+                 own: Iterable[tuple[str, int | None]] = (), session: aiohttp.ClientSession | None = None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.own = list(own)
+        self._session = session
+        self._owns_session = session is None
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max(64, self.concurrency), ttl_dns_cache=300),
+                headers={"User-Agent": "strm-bridge"})
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def check(self, ids: list[int], on_item: Callable[[CheckItem], None] | None = None) -> CheckReport:
+        """Check these mappings; rows are read a page at a time so a million ids hold little memory."""
+        report = CheckReport(total=len(ids))
+        session = await self._get_session()
+        pending: list[tuple[Any, ...]] = []
+        queue: asyncio.Queue[Mapping | None] = asyncio.Queue(maxsize=self.concurrency * 4)
+
+        def record(item: CheckItem, mapping: Mapping, url: str | None) -> None:
+            report.items.append(item)
+            if item.finding != "skipped":
+                pending.append((item.state, item.status, now_iso(), now_iso(), mapping["id"], url))
+                if len(pending) >= _COMMIT_EVERY:
+                    self._store(pending)
+            if on_item is not None:
+                on_item(item)
+
+        async def producer() -> None:
+            for first in range(0, len(ids), 500):
+                chunk = ids[first:first + 500]
+                marks = ",".join("?" * len(chunk))
+                cursor = self.conn.execute(f"select * from mappings where id in ({marks})", chunk)
+                names = [c[0] for c in cursor.description]
+                rows = {r[0]: dict(zip(names, r)) for r in cursor.fetchall()}
+                for mapping_id in chunk:
+                    row = rows.get(mapping_id)
+                    if row is None:
+                        report.items.append(CheckItem(mapping_id, "skipped", "", detail="no such mapping"))
+                        continue
+                    await queue.put(row)
+            for _ in range(self.concurrency):
+                await queue.put(None)
+
+        async def worker() -> None:
+            while (mapping := await queue.get()) is not None:
+                url = mapping.get("resolved_url")
+                state = mapping.get("state") or "unknown"
+                if state == "refreshing":
+                    record(CheckItem(mapping["id"], "skipped", state, detail="a refresh is running"), mapping, url)
+                    continue
+                if not url:
+                    record(CheckItem(mapping["id"], "skipped", state, detail="no URL stored"), mapping, url)
+                    continue
+                if points_at(url, self.own):
+                    record(CheckItem(mapping["id"], "skipped", state, detail="the link points at strm-bridge itself"),
+                           mapping, url)
+                    continue
+                if not os.path.exists(mapping["strm_path"]):
+                    record(CheckItem(mapping["id"], "missing", "missing", detail=".strm file not found"), mapping, url)
+                    continue
+                headers = _headers_of(mapping)
+                result = await probe(session, url, headers=headers, timeout=self.timeout)
+                new_state = state_after_probe(mapping, result)
+                finding = finding_of(result, new_state)
+                detail = result.error or (f"HTTP {result.http_status}" if result.http_status else result.status)
+                record(CheckItem(mapping["id"], finding, new_state, result.status, result.http_status, detail),
+                       mapping, url)
+
+        try:
+            await asyncio.gather(producer(), *(worker() for _ in range(self.concurrency)))
+        finally:
+            self._store(pending)
+        report.items.sort(key=lambda i: i.mapping_id)
+        return report
+
+    def _store(self, pending: list[tuple[Any, ...]]) -> None:
+        if not pending:
+            return
+        # only while the row still holds the probed URL and no refresh has claimed it meanwhile
+        self.conn.executemany(
+            "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
+            " where id = ? and resolved_url is ? and state != 'refreshing'", pending)
+        self.conn.commit()
+        pending.clear()
+
+    def due_ids(self, older_than_seconds: float, limit: int = 1000) -> list[int]:
+        """Rows never checked, then those checked longest ago: what a scheduled check looks at next."""
+        horizon = now_iso() if older_than_seconds <= 0 else _iso_ago(older_than_seconds)
+        rows = self.conn.execute(
+            "select id from mappings where last_checked_at is null and state != 'refreshing' limit ?",
+            (limit,)).fetchall()
+        ids = [r[0] for r in rows]
+        if len(ids) < limit:
+            rows = self.conn.execute(
+                "select id from mappings where last_checked_at < ? and state != 'refreshing'"
+                " order by last_checked_at limit ?", (horizon, limit - len(ids))).fetchall()
+            ids += [r[0] for r in rows]
+        return ids
+
+
+def _iso_ago(seconds: float) -> str:
+    return from_epoch(time.time() - seconds)
+
+
+def _headers_of(mapping: Mapping) -> dict[str, str] | None:
+    headers = mapping.get("resolved_headers")
+    if isinstance(headers, str) and headers:
+        try:
+            headers = json.loads(headers)
+        except ValueError:
+            return None
+    return headers if isinstance(headers, dict) else None
+
+
+def record_probe(store: MappingStore, mapping: Mapping, result: ProbeResult) -> str:
+    """Store one probe's finding on its row (same rule as the check); returns the state recorded."""
+    state = mapping.get("state") or "unknown"
+    if state == "refreshing":
+        return state
+    new_state = state_after_probe(mapping, result)
+    now = now_iso()
+    store.conn.execute(
+        "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
+        " where id = ? and resolved_url is ? and state != 'refreshing'",
+        (new_state, result.status, now, now, mapping["id"], mapping.get("resolved_url")))
+    store.conn.commit()
+    return new_state
