@@ -266,3 +266,7 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
 from bridge.cli_check import check as _check  # noqa: E402  (needs with_config above)
 
 main.add_command(_check)
+
+from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+
+main.add_command(demo)
