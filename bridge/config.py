@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+from bridge.links import compile_patterns
+
 ENV_PREFIX = "STRM_BRIDGE_"
 CONFIG_ENV = "STRM_BRIDGE_CONFIG"
 
@@ -48,6 +50,8 @@ class DatabaseConfig:
 class LibraryConfig:
     roots: list[str] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
+    stable_link_patterns: list[str] = field(default_factory=list)
+    """Links strm-bridge never replaces (besides AniBridge's and its own): http(s) URL prefixes or regexes."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class RefreshConfig:
     batches of up to 32 files on 4 writer threads."""
     cooldown_seconds: float = 300.0
     probe_timeout_seconds: float = 5.0
+    indirection_timeout_seconds: float = 30.0
+    """Probe of a stable link (AniBridge): it may re-resolve its upstream while answering."""
     probe_new_url: bool = True
     backoff_seconds: float = 60.0
     breaker_threshold: int = 5
@@ -342,6 +348,10 @@ def _validate(config: Config) -> None:
     for i, root in enumerate(config.library.roots):
         if not os.path.isabs(root):
             raise ConfigError(f"library.roots[{i}]: must be an absolute path, got {root!r}")
+    try:
+        compile_patterns(config.library.stable_link_patterns)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     for i, anchor in enumerate(config.library.anchors):
         if not os.path.isabs(anchor):
             raise ConfigError(f"library.anchors[{i}]: must be an absolute path, got {anchor!r}")

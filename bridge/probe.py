@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
 
@@ -30,9 +30,11 @@ __all__ = [
     "classify_status",
     "egress_bound",
     "expiry_iso",
+    "media_kind",
     "parse_retry_after",
     "predict_expiry",
     "probe",
+    "sniff_media",
 ]
 
 PROBE_STATUSES = (
@@ -49,8 +51,59 @@ PROBE_STATUSES = (
 
 # HEAD refusals that mean "this server does not do HEAD", not "this link is bad".
 _HEAD_REFUSED = frozenset({405, 501})
-# A ranged GET should answer one byte; a server that ignores Range gets at most this much read before we hang up.
+# A ranged GET should answer these bytes; a server that ignores Range gets at most _MAX_BODY_BYTES read.
+_SNIFF_BYTES = 1024
 _MAX_BODY_BYTES = 4096
+_MAX_PLAYLIST_BYTES = 512 * 1024
+"""A master or media playlist is text; past this it is not a playlist a player would load either."""
+
+_HLS_TYPES = frozenset({
+    "application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl",
+    "application/mpegurl", "vnd.apple.mpegurl",
+})
+_MEDIA_TYPES = frozenset({
+    "application/octet-stream", "binary/octet-stream", "application/mp4", "application/x-matroska",
+    "application/dash+xml", "application/ogg", "application/x-mpegts", "application/vnd.rn-realmedia",
+    "application/x-flv",
+})
+_TEXTUAL_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+
+
+def media_kind(content_type: str | None, data: bytes | None) -> str:
+    """'media', 'hls', 'not_media' or 'unknown' (nothing decisive seen yet: look at the first bytes).
+
+    Expired links of real hosters often answer 200 with an HTML page ("file not found", a captcha); only a
+    media content type or bytes that start like a container count as media.
+    """
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if data:
+        stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if stripped.startswith(b"#EXTM3U"):
+            return "hls"
+        if sniff_media(data):
+            return "media"
+        if stripped[:9].lower().startswith(_TEXTUAL_STARTS):
+            return "not_media"  # an error page, whatever the server calls it
+    if ctype in _HLS_TYPES:
+        return "hls"
+    if ctype in _MEDIA_TYPES or ctype.startswith(("video/", "audio/")):
+        return "media"
+    return "not_media" if data else "unknown"
+
+
+def sniff_media(data: bytes) -> bool:
+    """Bytes that start like a media container: MP4/fMP4, Matroska/WebM, MPEG-TS, FLV, Ogg, AVI, MP3/AAC."""
+    if len(data) >= 8 and data[4:8] in (b"ftyp", b"moof", b"styp", b"moov", b"sidx", b"free", b"mdat"):
+        return True
+    if data.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska and WebM
+        return True
+    if data[:1] == b"\x47" and (len(data) < 189 or data[188:189] == b"\x47"):  # MPEG-TS sync bytes
+        return True
+    if data.startswith((b"FLV\x01", b"OggS", b"ID3", b"fLaC")):
+        return True
+    if data.startswith(b"RIFF") and data[8:12] in (b"AVI ", b"WAVE"):
+        return True
+    return len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xF0) == 0xF0  # ADTS AAC / MPEG audio
 
 
 @dataclass(frozen=True)
@@ -64,7 +117,7 @@ class ProbeResult:
     elapsed_ms: float = 0.0
     retry_after: float | None = None
     method: str = "HEAD"
-    """The request that produced the answer: HEAD, or GET after the server refused HEAD."""
+    """The request that produced the answer: HEAD, or GET after the server refused HEAD or to see the bytes."""
 
     @property
     def alive(self) -> bool:
@@ -110,6 +163,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - reference)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    code: int
+    final_url: str
+    retry_after: str | None
+    content_type: str | None
+    data: bytes | None
+    """The first bytes of the body for a GET; None for HEAD."""
+
+
+class _Soft(Exception):
+    """A 2xx that is not media, or an HLS hop that fails: the probe's verdict, carried out of the walk."""
+
+    def __init__(self, status: str, code: int | None, detail: str, answer: _Answer | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.answer = answer
+
+
 async def probe(
     session: aiohttp.ClientSession,
     url: str,
@@ -117,7 +191,11 @@ async def probe(
     headers: dict[str, str] | None = None,
     timeout: float = 5.0,
 ) -> ProbeResult:
-    """Never raises for network trouble: the caller needs a classification, not an exception, to pick a remedy."""
+    """Never raises for network trouble: the caller needs a classification, not an exception, to pick a remedy.
+
+    Alive means a player would get media: a 2xx with a media content type or media-looking first bytes; for
+    HLS, the playlist, its first variant and that variant's first segment must all answer so.
+    """
     started = time.monotonic()
     deadline = started + timeout
     base_headers = dict(headers or {})
@@ -125,25 +203,114 @@ async def probe(
     def elapsed() -> float:
         return round((time.monotonic() - started) * 1000.0, 3)
 
+    def remaining() -> float:
+        # One shared budget: a slow HEAD must not double the time a player-like probe may take.
+        return max(deadline - time.monotonic(), 0.05)
+
     method = "HEAD"
+    final_url = url
     try:
-        code, final_url, retry_header = await _ask(session, "HEAD", url, base_headers, timeout)
-        if code in _HEAD_REFUSED:
+        answer = await _ask(session, "HEAD", url, base_headers, timeout)
+        if answer.code in _HEAD_REFUSED:
             method = "GET"
-            # One shared budget: a slow HEAD must not double the time a player-like probe may take.
-            remaining = max(deadline - time.monotonic(), 0.05)
-            ranged = {**base_headers, "Range": "bytes=0-0"}
-            code, final_url, retry_header = await _ask(session, "GET", url, ranged, remaining)
+            answer = await _ask(session, "GET", url, _ranged(base_headers), remaining())
+        final_url = answer.final_url
+        status = classify_status(answer.code)
+        if status != "alive":
+            retry_after = parse_retry_after(answer.retry_after) if status == "rate_limited" else None
+            return ProbeResult(status, answer.code, answer.final_url, None, elapsed(), retry_after, method)
+        kind = media_kind(answer.content_type, answer.data)
+        if kind == "unknown":
+            method = "GET"
+            answer = await _ask(session, "GET", url, _ranged(base_headers), remaining())
+            final_url = answer.final_url
+            status = classify_status(answer.code)
+            if status != "alive":
+                retry_after = parse_retry_after(answer.retry_after) if status == "rate_limited" else None
+                return ProbeResult(status, answer.code, answer.final_url, None, elapsed(), retry_after, method)
+            kind = media_kind(answer.content_type, answer.data)
+        if kind == "hls":
+            method = "GET"
+            await _check_hls(session, answer, base_headers, remaining)
+        elif kind != "media":
+            raise _Soft("dead", answer.code, f"answered {answer.code} {_type_of(answer)}, not media", answer)
+    except _Soft as soft:
+        return ProbeResult(soft.status, soft.code, final_url, soft.detail, elapsed(), None, method)
     except asyncio.TimeoutError:
         return ProbeResult("timeout", None, url, f"no answer within {timeout:g}s", elapsed(), method=method)
     except aiohttp.TooManyRedirects as exc:
         return ProbeResult("other", exc.status or None, url, "too many redirects", elapsed(), method=method)
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return ProbeResult("connection_error", None, url, _describe(exc), elapsed(), method=method)
+    return ProbeResult("alive", answer.code, answer.final_url, None, elapsed(), None, method)
 
-    status = classify_status(code)
-    retry_after = parse_retry_after(retry_header) if status == "rate_limited" else None
-    return ProbeResult(status, code, final_url, None, elapsed(), retry_after, method)
+
+def _ranged(headers: dict[str, str]) -> dict[str, str]:
+    return {**headers, "Range": f"bytes=0-{_SNIFF_BYTES - 1}"}
+
+
+def _type_of(answer: _Answer) -> str:
+    return (answer.content_type or "without a content type").split(";", 1)[0].strip()
+
+
+async def _check_hls(
+    session: aiohttp.ClientSession, answer: _Answer, headers: dict[str, str], remaining: Callable[[], float]
+) -> None:
+    """The playlist, its first variant (for a master) and the first segment, each as a player would load them."""
+    playlist = await _playlist(session, answer, headers, remaining, "playlist")
+    base = answer.final_url
+    variant = _first_uri(playlist, after="#EXT-X-STREAM-INF")
+    if variant is not None:
+        variant_url = urljoin(base, variant)
+        variant_answer = await _ask(session, "GET", variant_url, headers, remaining(), limit=_MAX_PLAYLIST_BYTES)
+        _require_2xx(variant_answer, "HLS variant")
+        playlist = await _playlist(session, variant_answer, headers, remaining, "HLS variant")
+        base = variant_answer.final_url
+        if _first_uri(playlist, after="#EXT-X-STREAM-INF") is not None:
+            raise _Soft("dead", variant_answer.code, "HLS variant is another master playlist")
+    segment = _first_uri(playlist, after=None)
+    if segment is None:
+        raise _Soft("dead", answer.code, "HLS playlist lists no segment")
+    segment_url = urljoin(base, segment)
+    seg = await _ask(session, "GET", segment_url, _ranged(headers), remaining())
+    _require_2xx(seg, "HLS segment")
+    if media_kind(seg.content_type, seg.data) != "media":
+        raise _Soft("dead", seg.code, f"HLS segment answered {seg.code} {_type_of(seg)}, not media")
+
+
+async def _playlist(session: aiohttp.ClientSession, answer: _Answer, headers: dict[str, str],
+                    remaining: Callable[[], float], what: str) -> list[str]:
+    data = answer.data
+    if data is None or len(data) >= _SNIFF_BYTES:  # a HEAD or a ranged read: fetch the whole (bounded) text
+        answer = await _ask(session, "GET", answer.final_url, headers, remaining(), limit=_MAX_PLAYLIST_BYTES)
+        _require_2xx(answer, what)
+        data = answer.data or b""
+    text = data.decode("utf-8", "replace").lstrip("\ufeff \t\r\n")
+    if not text.startswith("#EXTM3U"):
+        raise _Soft("dead", answer.code, f"{what} answered {answer.code} {_type_of(answer)}, not a playlist")
+    return text.splitlines()
+
+
+def _require_2xx(answer: _Answer, what: str) -> None:
+    status = classify_status(answer.code)
+    if status != "alive":
+        raise _Soft(status, answer.code, f"{what} answered {answer.code}")
+
+
+def _first_uri(lines: list[str], *, after: str | None) -> str | None:
+    """The first URI line; with `after`, the first one that follows a tag of that name (a master's variant)."""
+    armed = after is None
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            if after is not None and line.startswith(after):
+                armed = True
+            continue
+        if armed:
+            return line
+    return None
 
 
 async def _ask(
@@ -152,20 +319,33 @@ async def _ask(
     url: str,
     headers: dict[str, str],
     timeout: float,
-) -> tuple[int, str, str | None]:
+    *,
+    limit: int = _MAX_BODY_BYTES,
+) -> _Answer:
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     async with session.request(
         method, url, headers=headers, allow_redirects=True, timeout=client_timeout
     ) as response:
-        code = response.status
-        final_url = str(response.url)
-        retry_header = response.headers.get("Retry-After")
+        data: bytes | None = None
         if method != "HEAD":
-            # Enough to see that bytes flow; a server ignoring Range could otherwise stream a whole film at us.
-            await response.content.read(_MAX_BODY_BYTES)
+            # Enough to judge the bytes; a server ignoring Range could otherwise stream a whole film at us.
+            data = await _read_up_to(response, limit)
             if not response.content.at_eof():
                 response.close()
-        return code, final_url, retry_header
+        return _Answer(response.status, str(response.url), response.headers.get("Retry-After"),
+                       response.headers.get("Content-Type"), data)
+
+
+async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = await response.content.read(limit - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:

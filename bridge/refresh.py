@@ -217,7 +217,7 @@ class RefreshPipeline:
         if status == "alive":
             return "alive", "current URL answers"
         if status in ("dead", "other"):
-            return "resolve", f"current URL answered {result.http_status}"
+            return "resolve", f"current URL answered {result.http_status}" + (f" ({result.error})" if result.error else "")
         if status == "forbidden":
             if self._expired(mapping) or not mapping.get("expires_at"):
                 return "resolve", "403 and the URL is past its predicted expiry"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from sqlite_utils import Database
 
 from bridge.config import Config
+from bridge.links import LinkRules
 from bridge.mappings import MappingStore
 from bridge.metrics import Metrics
 from bridge.strm import Library
@@ -34,6 +35,7 @@ class Services:
     api_token: str
     store: MappingStore = field(init=False)
     library: Library = field(init=False)
+    links: LinkRules = field(init=False)
     metrics: Metrics = field(default_factory=Metrics)
     route_adders: list[Callable[..., None]] = field(default_factory=list)
     body_limits: dict[str, int] = field(default_factory=dict)
@@ -49,6 +51,7 @@ class Services:
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)
         self.library = Library(self.config.library.roots, self.config.library.anchors)
+        self.links = LinkRules.from_config(self.config)
 
     def body_limit_for(self, path: str) -> int:
         return self.body_limits.get(path, self.config.server.max_body_bytes)

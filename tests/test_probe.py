@@ -16,6 +16,7 @@ from bridge.probe import PROBE_STATUSES, ProbeResult, classify_status, parse_ret
 from tests.fakes.provider import FakeProvider
 
 EPISODE = "naruto/1/2"
+MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
 
@@ -37,15 +38,16 @@ async def status_server(aiohttp_server: ServerFactory, seen: list[tuple[str, str
 
     async def status(request: web.Request) -> web.Response:
         seen.append((request.method, request.headers.get("Range")))
-        return web.Response(status=int(request.match_info["code"]), text="x")
+        # a media type, so only the status decides (what a body that is not media gets: see the soft failures)
+        return web.Response(status=int(request.match_info["code"]), body=b"x", content_type="video/mp4")
 
     async def nohead(request: web.Request) -> web.Response:
         seen.append((request.method, request.headers.get("Range")))
         if request.method == "HEAD":
             return web.Response(status=int(request.match_info["code"]))
-        if request.headers.get("Range") == "bytes=0-0":
-            return web.Response(status=206, body=b"\x00", headers={"Content-Range": "bytes 0-0/1000"})
-        return web.Response(status=200, body=b"\x00" * 1000)
+        if request.headers.get("Range") == "bytes=0-1023":
+            return web.Response(status=206, body=MP4_HEAD, headers={"Content-Range": f"bytes 0-{len(MP4_HEAD) - 1}/1000"})
+        return web.Response(status=200, body=MP4_HEAD + b"\x00" * 1000)
 
     async def nohead_missing(request: web.Request) -> web.Response:
         seen.append((request.method, request.headers.get("Range")))
@@ -54,7 +56,7 @@ async def status_server(aiohttp_server: ServerFactory, seen: list[tuple[str, str
     async def headers_echo(request: web.Request) -> web.Response:
         seen.append((request.method, request.headers.get("User-Agent")))
         ok = request.headers.get("Referer") == "https://example.org/"
-        return web.Response(status=200 if ok else 403)
+        return web.Response(status=200 if ok else 403, content_type="video/mp4")
 
     app = web.Application()
     app.router.add_get("/status/{code}", status)
@@ -100,14 +102,14 @@ async def test_http_status_classification(
 
 
 @pytest.mark.parametrize("refusal", [405, 501])
-async def test_head_refused_falls_back_to_one_byte_ranged_get(
+async def test_head_refused_falls_back_to_a_ranged_get(
     session: aiohttp.ClientSession, status_server: TestServer, seen: list[tuple[str, str | None]], refusal: int
 ) -> None:
     result = await probe(session, str(status_server.make_url(f"/nohead/{refusal}")), timeout=2)
     assert result.status == "alive"
     assert result.http_status == 206
     assert result.method == "GET"
-    assert seen == [("HEAD", None), ("GET", "bytes=0-0")]
+    assert seen == [("HEAD", None), ("GET", "bytes=0-1023")]
 
 
 async def test_fallback_get_is_classified_on_its_own_status(
@@ -344,3 +346,95 @@ def test_every_classification_is_a_declared_status() -> None:
     produced = {classify_status(code) for code in range(100, 600)}
     assert produced <= set(PROBE_STATUSES)
     assert {"timeout", "connection_error"} == set(PROBE_STATUSES) - produced
+
+
+# ---- what "alive" means: media, not any 2xx -------------------------------------------------------------------
+
+
+async def test_a_200_html_error_page_is_dead(session: aiohttp.ClientSession, fake_provider: FakeProvider) -> None:
+    fake_provider.add_episode(EPISODE)
+    fake_provider.set_mode(EPISODE, "not_found_page")
+    result = await probe(session, fake_provider.sign(EPISODE), timeout=2)
+    assert (result.status, result.http_status) == ("dead", 200)
+    assert "text/html" in (result.error or "") and "not media" in (result.error or "")
+
+
+async def test_a_redirect_chain_ending_on_an_error_page_is_dead(
+    session: aiohttp.ClientSession, fake_provider: FakeProvider
+) -> None:
+    fake_provider.add_episode(EPISODE)
+    fake_provider.set_mode(EPISODE, "error_chain")
+    result = await probe(session, fake_provider.sign(EPISODE), timeout=2)
+    assert (result.status, result.http_status) == ("dead", 200)
+    assert result.final_url == f"{fake_provider.base_url}/gone"
+
+
+async def test_media_bytes_under_a_wrong_content_type_are_alive(
+    session: aiohttp.ClientSession, fake_provider: FakeProvider
+) -> None:
+    """The bytes decide when the type is not a media type: an mp4 served as text/plain plays."""
+    fake_provider.add_episode(EPISODE)
+    fake_provider.set_mode(EPISODE, "mislabelled")
+    result = await probe(session, fake_provider.sign(EPISODE), timeout=2)
+    assert (result.status, result.http_status, result.method) == ("alive", 206, "GET")
+    assert [(m, s) for m, _, s in fake_provider.media_requests] == [("HEAD", 200), ("GET", 206)]
+
+
+async def test_hls_is_alive_only_when_variant_and_segment_answer(
+    session: aiohttp.ClientSession, fake_provider: FakeProvider
+) -> None:
+    fake_provider.add_hls(EPISODE)
+    url = fake_provider.sign_hls(EPISODE)
+    alive = await probe(session, url, timeout=2)
+    assert alive.status == "alive", alive
+    prefix = f"/hls/{EPISODE}/"
+    walked = [(method, path.removeprefix(prefix)) for method, path in fake_provider.hls_requests]
+    assert walked == [("HEAD", "master.m3u8"), ("GET", "master.m3u8"), ("GET", "v0/index.m3u8"), ("GET", "v0/seg0.ts")]
+
+    fake_provider.set_mode(EPISODE, "dead_segments")
+    dead = await probe(session, url, timeout=2)
+    assert (dead.status, dead.http_status) == ("dead", 404)
+    assert dead.error == "HLS segment answered 404"
+
+
+async def test_hls_with_an_expired_variant_is_forbidden(
+    session: aiohttp.ClientSession, aiohttp_server: ServerFactory
+) -> None:
+    async def master(request: web.Request) -> web.Response:
+        return web.Response(text="#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/index.m3u8\n",
+                            content_type="application/x-mpegURL")
+
+    async def variant(request: web.Request) -> web.Response:
+        return web.Response(status=403, text="expired")
+
+    app = web.Application()
+    app.router.add_get("/master.m3u8", master)
+    app.router.add_get("/low/index.m3u8", variant)
+    server = await aiohttp_server(app)
+    result = await probe(session, str(server.make_url("/master.m3u8")), timeout=2)
+    assert (result.status, result.http_status, result.error) == ("forbidden", 403, "HLS variant answered 403")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("text/html", b"<!DOCTYPE html><html><body>captcha</body></html>", "dead"),
+        ("application/json", b'{"error": "file removed"}', "dead"),
+        ("text/plain", b"\x1a\x45\xdf\xa3\x01\x00\x00\x00webm", "alive"),  # Matroska / WebM
+        ("text/plain", (b"\x47" + b"\x00" * 187) * 2, "alive"),  # MPEG-TS
+        ("application/octet-stream", b"\x00" * 64, "alive"),
+        ("video/x-matroska", b"anything", "alive"),
+        ("text/plain", b"#EXTM3U\n#EXTINF:4,\n", "dead"),  # a playlist without a segment
+    ],
+)
+async def test_what_the_first_bytes_say(
+    session: aiohttp.ClientSession, aiohttp_server: ServerFactory, content_type: str, body: bytes, expected: str
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_route("*", "/x", answer)
+    server = await aiohttp_server(app)
+    result = await probe(session, str(server.make_url("/x")), timeout=2)
+    assert result.status == expected, result

@@ -3,6 +3,10 @@
 It behaves like the CDNs strm-bridge heals: signed media URLs that die after their `exp` or when the provider
 rotates keys (`expire_all`), episodes that vanish, rate limits with Retry-After, legal blocks, hangs, plus the
 `http` resolver endpoint from DESIGN.md, an Alist-style stable redirect and an HTML page with a <video> tag.
+
+It also fails softly, as real hosters do: `not_found_page` answers 200 with an HTML "file not found" page,
+`error_chain` redirects twice and lands on such a page, and HLS episodes (`add_hls`) can keep their playlists
+alive while every segment is gone (`dead_segments`).
 """
 from __future__ import annotations
 
@@ -27,7 +31,21 @@ __all__ = ["FakeProvider", "default_content"]
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 _HANG_SECONDS = 3600.0
 _HUGE_BYTES = 10 * 1024 * 1024
-_RECORDED = web.RequestKey("recorded", bool)  # a hanging request is recorded before it hangs, not again after
+_RECORDED = web.RequestKey("recorded", bool)
+MODES = ("legal", "error", "hang", "not_found_page", "error_chain", "dead_segments", "mislabelled")
+"""mislabelled: the media bytes served as text/plain, which only a probe that reads the bytes calls alive."""
+SEGMENTS = 3
+_NOT_FOUND_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>File not found</title></head>"
+    "<body><h1>File Not Found</h1><p>The file you were looking for could not be found.</p></body></html>\n"
+)
+
+
+def ts_segment(key: str, index: int, packets: int = 64) -> bytes:
+    """MPEG-TS-like bytes: 188-byte packets that each start with the 0x47 sync byte."""
+    body = hashlib.sha256(f"{key}:seg{index}".encode()).digest() * 6  # 192 bytes, cut to a packet's payload
+    packet = b"\x47" + body[:187]
+    return packet * packets  # a hanging request is recorded before it hangs, not again after
 
 
 def default_content(key: str, size: int = 64 * 1024) -> bytes:
@@ -63,10 +81,12 @@ class FakeProvider:
         self.base_url = ""
         self.resolve_calls: list[dict] = []
         self.media_requests: list[tuple[str, str, int]] = []
+        self.hls_requests: list[tuple[str, str]] = []
         self.redirect_calls = 0
         self.page_calls = 0
         self.resolve_mode: str | None = None
         self._episodes: dict[str, bytes] = {}
+        self._hls: set[str] = set()
         self._modes: dict[str, str] = {}
         self._secret = secrets.token_bytes(32)
         self._generation = 0
@@ -82,6 +102,11 @@ class FakeProvider:
         app.router.add_post("/resolve", self._resolve)
         app.router.add_get("/d/{key:.+}", self._redirect)
         app.router.add_get("/page/{key:.+}", self._page)
+        app.router.add_get("/hls/{key:.+}/master.m3u8", self._hls_master)
+        app.router.add_get("/hls/{key:.+}/v0/index.m3u8", self._hls_variant)
+        app.router.add_get("/hls/{key:.+}/v0/seg{index:[0-9]+}.ts", self._hls_segment)
+        app.router.add_get("/chain/{hops:[0-9]+}", self._chain)
+        app.router.add_get("/gone", self._gone)
         # Short shutdown: a test that leaves a request hanging must not stall teardown for a minute.
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
@@ -110,6 +135,16 @@ class FakeProvider:
 
     def remove_episode(self, key: str) -> None:
         self._episodes.pop(key, None)
+        self._hls.discard(key)
+
+    def add_hls(self, key: str) -> None:
+        """An HLS episode: a master playlist, one variant and SEGMENTS MPEG-TS segments, all signed."""
+        self._hls.add(key)
+        self._episodes.setdefault(key, default_content(key))
+
+    def sign_hls(self, key: str, ttl: float | None = None) -> str:
+        exp = math.ceil(time.time() + (self.ttl if ttl is None else ttl))
+        return f"{self.base_url}/hls/{quote(key)}/master.m3u8?{self._query(key, exp)}"
 
     def content(self, key: str) -> bytes:
         """The bytes a test should expect for `key`."""
@@ -129,7 +164,7 @@ class FakeProvider:
     def set_mode(self, key: str, mode: str | None) -> None:
         if mode is None:
             self._modes.pop(key, None)
-        elif mode in ("legal", "error", "hang"):
+        elif mode in MODES:
             self._modes[key] = mode
         else:
             raise ValueError(f"unknown mode {mode!r}")
@@ -140,9 +175,11 @@ class FakeProvider:
         message = f"{generation}\n{exp}\n{key}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
+    def _query(self, key: str, exp: int) -> str:
+        return f"exp={exp}&sig={self._signature(key, exp, self._generation)}"
+
     def _signed_url(self, key: str, exp: int) -> str:
-        sig = self._signature(key, exp, self._generation)
-        return f"{self.base_url}/media/{quote(key)}?exp={exp}&sig={sig}"
+        return f"{self.base_url}/media/{quote(key)}?{self._query(key, exp)}"
 
     def _signature_ok(self, key: str, exp_text: str, sig: str) -> bool:
         if not exp_text.isdigit() or len(exp_text) > 15:
@@ -191,16 +228,21 @@ class FakeProvider:
             request[_RECORDED] = True
             await self._hang()
             return web.Response(status=503, text="closing")
+        if mode == "not_found_page":
+            return web.Response(text=_NOT_FOUND_PAGE, content_type="text/html")
+        if mode == "error_chain":
+            raise web.HTTPFound(location="/chain/2")
         content = self._episodes.get(key)
         if content is None:
             return web.Response(status=404, text="no such file")
         if not self._signature_ok(key, request.query.get("exp", ""), request.query.get("sig", "")):
             return web.Response(status=403, text="link expired or invalid")
-        return self._serve_bytes(request, content)
+        content_type = "text/plain" if mode == "mislabelled" else "video/mp4"
+        return self._serve_bytes(request, content, content_type)
 
-    def _serve_bytes(self, request: web.Request, content: bytes) -> web.Response:
+    def _serve_bytes(self, request: web.Request, content: bytes, content_type: str = "video/mp4") -> web.Response:
         size = len(content)
-        headers = {"Accept-Ranges": "bytes", "Content-Type": "video/mp4"}
+        headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
         status = 200
         body = content
         range_header = request.headers.get("Range")
@@ -218,7 +260,7 @@ class FakeProvider:
                     first, last = 0, -1
                 if first >= size or last < first:
                     return web.Response(
-                        status=416, headers={"Content-Range": f"bytes */{size}", "Content-Type": "video/mp4"}
+                        status=416, headers={"Content-Range": f"bytes */{size}", "Content-Type": content_type}
                     )
                 status = 206
                 body = content[first : last + 1]
@@ -282,3 +324,52 @@ class FakeProvider:
             "</body></html>\n"
         )
         return web.Response(text=page, content_type="text/html")
+
+    async def _chain(self, request: web.Request) -> web.StreamResponse:
+        """A redirect chain that ends on a 200 HTML error page, as hosters answer a removed file."""
+        hops = int(request.match_info["hops"][:3])
+        raise web.HTTPFound(location=f"/chain/{hops - 1}" if hops > 1 else "/gone")
+
+    async def _gone(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=_NOT_FOUND_PAGE, content_type="text/html")
+
+    def _hls_gate(self, request: web.Request) -> web.Response | None:
+        key = request.match_info["key"]
+        self.hls_requests.append((request.method, request.path))
+        if key not in self._hls:
+            return web.Response(status=404, text="no such stream")
+        if not self._signature_ok(key, request.query.get("exp", ""), request.query.get("sig", "")):
+            return web.Response(status=403, text="link expired or invalid")
+        return None
+
+    async def _hls_master(self, request: web.Request) -> web.StreamResponse:
+        refused = self._hls_gate(request)
+        if refused is not None:
+            return refused
+        query = request.query_string
+        text = (
+            "#EXTM3U\n#EXT-X-VERSION:3\n"
+            '#EXT-X-STREAM-INF:BANDWIDTH=1280000,RESOLUTION=1280x720,CODECS="avc1.64001f,mp4a.40.2"\n'
+            f"v0/index.m3u8?{query}\n"
+        )
+        return web.Response(text=text, content_type="application/vnd.apple.mpegurl")
+
+    async def _hls_variant(self, request: web.Request) -> web.StreamResponse:
+        refused = self._hls_gate(request)
+        if refused is not None:
+            return refused
+        query = request.query_string
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:6", "#EXT-X-MEDIA-SEQUENCE:0"]
+        for index in range(SEGMENTS):
+            lines += ["#EXTINF:6.000,", f"seg{index}.ts?{query}"]
+        lines.append("#EXT-X-ENDLIST")
+        return web.Response(text="\n".join(lines) + "\n", content_type="application/vnd.apple.mpegurl")
+
+    async def _hls_segment(self, request: web.Request) -> web.StreamResponse:
+        refused = self._hls_gate(request)
+        if refused is not None:
+            return refused
+        key = request.match_info["key"]
+        if self._modes.get(key) == "dead_segments":
+            return web.Response(status=404, text="segment gone")
+        return self._serve_bytes(request, ts_segment(key, int(request.match_info["index"][:6])), "video/mp2t")
