@@ -38,7 +38,7 @@ def check(config: Config, id_: int | None, path: str | None, series: str | None,
     from tqdm import tqdm
 
     from bridge.db import open_database
-    from bridge.health import LinkChecker, own_addresses
+    from bridge.health import LinkChecker
     from bridge.mappings import MappingStore
     from bridge.selection import SelectionError, parse_selection, resolve_selection
 
@@ -56,9 +56,7 @@ def check(config: Config, id_: int | None, path: str | None, series: str | None,
             click.echo("nothing to check: no mapping matches the selection")
         return
     show_bar = sys.stderr.isatty() if progress is None else progress
-    checker = LinkChecker(store, concurrency=concurrency or config.refresh.check_concurrency,
-                          timeout=timeout or config.refresh.probe_timeout_seconds,
-                          own=own_addresses(config.server.host, config.server.port, config.server.public_url))
+    checker = LinkChecker.from_config(store, config, concurrency=concurrency, timeout=timeout)
 
     async def run() -> Any:
         bar = tqdm(total=len(ids), unit="link", desc="check", file=sys.stderr, disable=not show_bar)

@@ -12,11 +12,11 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 import aiohttp
 
+from bridge.links import LinkRules
 from bridge.mappings import Mapping, MappingStore
 from bridge.probe import ProbeResult, probe
 from bridge.timeutil import from_epoch, now_iso, to_epoch
@@ -47,36 +47,6 @@ def finding_of(result: ProbeResult, state: str) -> str:
     if result.status == "alive":
         return "alive"
     return "dead" if state in ("dead", "broken") else "error"
-
-
-def points_at(url: str, own: Iterable[tuple[str, int | None]]) -> bool:
-    """Whether `url` addresses the bridge itself (its bind address or public URL): never probed or followed."""
-    try:
-        parts = urlsplit(url)
-        host, port = (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        return False
-    default = 443 if parts.scheme == "https" else 80
-    for own_host, own_port in own:
-        if host == own_host.lower() and (port or default) == (own_port or default):
-            return True
-    return False
-
-
-def own_addresses(host: str, port: int, public_url: str = "") -> list[tuple[str, int | None]]:
-    found: list[tuple[str, int | None]] = []
-    hosts = [host] if host not in ("0.0.0.0", "::", "") else ["127.0.0.1", "localhost", "::1"]
-    if host in ("127.0.0.1", "localhost"):
-        hosts = ["127.0.0.1", "localhost"]
-    found += [(h, port) for h in hosts]
-    if public_url:
-        try:
-            parts = urlsplit(public_url)
-            if parts.hostname:
-                found.append((parts.hostname, parts.port))
-        except ValueError:
-            pass
-    return found
 
 
 @dataclass
@@ -112,14 +82,24 @@ class LinkChecker:
     """Probes mappings with bounded concurrency and records each finding on its row."""
 
     def __init__(self, store: MappingStore, *, concurrency: int = 8, timeout: float = 5.0,
-                 own: Iterable[tuple[str, int | None]] = (), session: aiohttp.ClientSession | None = None) -> None:
+                 indirection_timeout: float | None = None, links: LinkRules | None = None,
+                 session: aiohttp.ClientSession | None = None) -> None:
         self.store = store
         self.conn = store.conn
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
-        self.own = list(own)
+        self.indirection_timeout = indirection_timeout or timeout
+        self.links = links or LinkRules()
         self._session = session
         self._owns_session = session is None
+
+    @classmethod
+    def from_config(cls, store: MappingStore, config: Any, links: LinkRules | None = None, **overrides: Any) -> "LinkChecker":
+        options = {"concurrency": config.refresh.check_concurrency, "timeout": config.refresh.probe_timeout_seconds,
+                   "indirection_timeout": config.refresh.indirection_timeout_seconds,
+                   "links": links or LinkRules.from_config(config)}
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(store, **options)
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -176,7 +156,8 @@ class LinkChecker:
                 if not url:
                     record(CheckItem(mapping["id"], "skipped", state, detail="no URL stored"), mapping, url)
                     continue
-                if points_at(url, self.own):
+                link = self.links.classify(url)
+                if link.kind == "own":
                     record(CheckItem(mapping["id"], "skipped", state, detail="the link points at strm-bridge itself"),
                            mapping, url)
                     continue
@@ -184,7 +165,9 @@ class LinkChecker:
                     record(CheckItem(mapping["id"], "missing", "missing", detail=".strm file not found"), mapping, url)
                     continue
                 headers = _headers_of(mapping)
-                result = await probe(session, url, headers=headers, timeout=self.timeout)
+                # a stable link (AniBridge) may resolve its upstream while it answers: it gets the longer budget
+                timeout = self.timeout if link.kind == "direct" else self.indirection_timeout
+                result = await probe(session, url, headers=headers, timeout=timeout)
                 new_state = state_after_probe(mapping, result)
                 finding = finding_of(result, new_state)
                 detail = result.error or (f"HTTP {result.http_status}" if result.http_status else result.status)

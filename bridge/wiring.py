@@ -13,7 +13,7 @@ from bridge.cache import ResolveCache
 from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.events import FailureDetector
-from bridge.health import LinkChecker, own_addresses
+from bridge.health import LinkChecker
 from bridge.jobs import JobRunner
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
@@ -91,10 +91,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
                                margin_seconds=config.refresh.sweep_margin_seconds,
                                concurrency=config.refresh.concurrency,
-                               checker=LinkChecker(services.store, concurrency=config.refresh.check_concurrency,
-                                                   timeout=config.refresh.probe_timeout_seconds,
-                                                   own=own_addresses(config.server.host, config.server.port,
-                                                                     config.server.public_url)),
+                               checker=LinkChecker.from_config(services.store, config, services.links),
                                check_interval_seconds=config.refresh.check_interval_seconds)
     services.processor = EventProcessor(
         db, FailureDetector(config.detector.failure_window_seconds, config.detector.max_position_seconds),

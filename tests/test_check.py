@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bridge.config import RefreshConfig
 from bridge.db import open_database
-from bridge.health import LinkChecker, own_addresses, points_at
+from bridge.health import LinkChecker
+from bridge.links import LinkRules
 from bridge.mappings import MappingStore
 from bridge.sweep import Sweeper
 from bridge.strm import read_strm
@@ -126,20 +127,12 @@ async def test_checker_bounded_concurrency_and_refresh_race(tmp_path: Path, libr
     await checker.close()
 
 
-def test_points_at_bridge_itself() -> None:
-    own = own_addresses("0.0.0.0", 8765, "https://bridge.example.org")
-    assert points_at("http://127.0.0.1:8765/play/1?sig=x", own)
-    assert points_at("https://bridge.example.org/play/3", own)
-    assert not points_at("http://127.0.0.1:9000/media/x", own)
-    assert not points_at("https://cdn.example.org/x", own)
-
-
 async def test_self_links_are_not_probed(tmp_path: Path, library_root: Path, db) -> None:  # type: ignore[no-untyped-def]
     store = MappingStore(db)
     path = library_root / "a.strm"
     path.write_text("http://127.0.0.1:8765/play/1\n")
     row = store.upsert({"strm_path": str(path), "resolved_url": "http://127.0.0.1:8765/play/1", "state": "ok"})
-    checker = LinkChecker(store, own=own_addresses("127.0.0.1", 8765))
+    checker = LinkChecker(store, links=LinkRules(host="127.0.0.1", port=8765))
     report = await checker.check([row["id"]])
     await checker.close()
     assert report.items[0].finding == "skipped" and store.get(row["id"])["last_checked_at"] is None
