@@ -9,52 +9,82 @@ from typing import Any, Callable
 
 import click
 
+from bridge.api import MAX_PAGE
+from bridge.cli_errors import BridgeGroup, Failed, config_error, debug_enabled, set_debug
 from bridge.config import Config, ConfigError, load_config
+from bridge.locations import find_config
+from bridge.outcomes import is_failure
 
-CONFIG_HELP = "TOML configuration file (default: $STRM_BRIDGE_CONFIG, else embedded defaults)."
+CONFIG_HELP = ("TOML configuration file (default: $STRM_BRIDGE_CONFIG, else ./strm-bridge.toml, the user config "
+               "folder's strm-bridge.toml, /config/strm-bridge.toml; else built-in defaults).")
 
 
 def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add --config and hand the loaded Config to the command; a bad file ends with one clear line."""
 
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
+    @click.option("--debug", is_flag=True, hidden=True, expose_value=True, help="Show tracebacks.")
     @functools.wraps(func)
-    def wrapper(config_path: str | None, **kwargs: Any) -> Any:
+    def wrapper(config_path: str | None, debug: bool, **kwargs: Any) -> Any:
+        set_debug(debug)
+        source = find_config(config_path)
         try:
-            config = load_config(config_path)
+            config = load_config(source)
         except ConfigError as exc:
-            raise click.ClickException(f"configuration error: {exc}") from None
+            if debug_enabled():
+                raise
+            raise config_error(exc, source or "") from None
         return func(config, **kwargs)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="strm-bridge", prog_name="strm-bridge")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one line.")
+def main(debug: bool) -> None:
     """Keep .strm libraries playable: heal expired URLs and make the media server use them."""
+    set_debug(debug)
 
 
 @main.command()
 @with_config
 @click.option("--host", default=None, help="Override server.host.")
-@click.option("--port", type=int, default=None, help="Override server.port.")
-def serve(config: Config, host: str | None, port: int | None) -> None:
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Override server.port.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines as text (default) or JSON lines; also [log] format.")
+def serve(config: Config, host: str | None, port: int | None, log_format: str | None) -> None:
     """Run the service (webhooks, manual API, background refresh)."""
     from aiohttp import web
 
     from bridge.app import RedactingAccessLogger, create_app
-    from bridge.wiring import build_services
+    from bridge.logsetup import setup_logging
+    from bridge.startup import bind_socket, check_database_location, summary
+    from bridge.wiring import build_resolvers, build_services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = build_services(config)
-    app = create_app(services)
+    setup_logging(log_format or config.log.format, config.log.level)
+    try:
+        chain = build_resolvers(config)
+    except ConfigError as exc:
+        if debug_enabled():
+            raise
+        raise config_error(exc, config.source) from None
+    check_database_location(config.database.path)
     bind_host = host or config.server.host
     bind_port = port or config.server.port
-    print(f"strm-bridge listening on http://{bind_host}:{bind_port} (database {config.database.path})", flush=True)
+    sock = bind_socket(bind_host, bind_port)
+    services = build_services(config, resolvers=chain)
+    app = create_app(services)
+    for line in summary(config, bind_host, bind_port):
+        click.echo(line)
+
+    async def announce(app: web.Application) -> None:  # after the services started, on a listening socket
+        click.echo(f"strm-bridge listening on http://{bind_host}:{bind_port} (database {config.database.path})")
+
+    app.on_startup.append(announce)
     web.run_app(
         app,
-        host=bind_host,
-        port=bind_port,
+        sock=sock,
         shutdown_timeout=config.server.shutdown_timeout_seconds,
         access_log_class=RedactingAccessLogger,
         print=None,
@@ -66,9 +96,21 @@ def serve(config: Config, host: str | None, port: int | None) -> None:
 @click.option("--list", "list_only", is_flag=True, help="Show applied and pending steps; change nothing.")
 def migrate(config: Config, list_only: bool) -> None:
     """Apply pending schema migrations (serve does this too)."""
-    from bridge.db import connect, migration_status, open_database
+    from bridge.db import migration_status, open_database
+    from sqlite_utils import Database
 
-    db = connect(config.database.path) if list_only else open_database(config.database.path)
+    from bridge.dbread import no_database_note, open_existing
+
+    if list_only:
+        db = open_existing(config.database.path)
+        if db is None:  # every step is pending; an in-memory database tells their names without a file
+            click.echo(no_database_note(config.database.path), err=True)
+            db = Database(memory=True)
+    else:
+        from bridge.startup import check_database_location
+
+        check_database_location(config.database.path)
+        db = open_database(config.database.path)
     applied, pending = migration_status(db)
     if not list_only:
         click.echo(f"database {config.database.path} is at the latest schema")
@@ -86,8 +128,22 @@ def mappings() -> None:
 def _store(config: Config):  # type: ignore[no-untyped-def]
     from bridge.db import open_database
     from bridge.mappings import MappingStore
+    from bridge.startup import check_database_location
 
+    check_database_location(config.database.path)
     return MappingStore(open_database(config.database.path))
+
+
+def _read_store(config: Config):  # type: ignore[no-untyped-def]
+    """The store for a read-only command, or None (and a note on stderr) when there is no database yet."""
+    from bridge.dbread import no_database_note, open_existing
+    from bridge.mappings import MappingStore
+
+    db = open_existing(config.database.path)
+    if db is None:
+        click.echo(no_database_note(config.database.path), err=True)
+        return None
+    return MappingStore(db)
 
 
 TABLE_COLUMNS = ("id", "state", "season", "episode", "slug", "provider_used", "expires_at", "strm_path")
@@ -109,13 +165,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option("--slug", default=None)
 @click.option("--season", type=int, default=None)
 @click.option("--state", type=click.Choice(["ok", "dead", "refreshing", "broken", "missing", "unknown"]), default=None)
-@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=100, show_default=True,
+              help=f"At most {MAX_PAGE}, as in the API; page on with --offset.")
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def mappings_list(config: Config, path: str | None, slug: str | None, season: int | None, state: str | None,
                   limit: int, offset: int, as_json: bool) -> None:
     """List mappings as a table (or JSON)."""
-    rows, total = _store(config).search(path=path, slug=slug, season=season, state=state, limit=limit, offset=offset)
+    store = _read_store(config)
+    rows, total = ([], 0) if store is None else store.search(path=path, slug=slug, season=season, state=state,
+                                                                limit=limit, offset=offset)
     if as_json:
         click.echo(json.dumps({"items": rows, "total": total}, indent=2, default=str))
     else:
@@ -129,10 +188,10 @@ def mappings_list(config: Config, path: str | None, slug: str | None, season: in
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def mappings_show(config: Config, ref: str, as_json: bool) -> None:
     """Show one mapping by id or .strm path, with its recent refreshes."""
-    store = _store(config)
-    mapping = store.get(int(ref)) if ref.isdigit() else store.by_path(ref)
+    store = _read_store(config)
+    mapping = None if store is None else store.get(int(ref)) if ref.isdigit() else store.by_path(ref)
     if mapping is None:
-        raise click.ClickException(f"no mapping {ref!r}")
+        raise Failed(f"no mapping {ref!r}")
     history = store.refresh_history(mapping["id"], limit=10)
     if as_json:
         click.echo(json.dumps({**mapping, "refresh_log": history}, indent=2, default=str))
@@ -195,10 +254,19 @@ def refresh(config: Config, id_: int | None, path: str | None, series: str | Non
         selection = parse_selection(_selection_body(id_, path, series, identity, stale, all_, margin))
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from None
+    from bridge.startup import check_database_location
+
+    check_database_location(config.database.path)
     services = build_services(config)
     ids = resolve_selection(services.store, selection)
     if not ids:
-        raise click.ClickException("no mapping matches the selection")
+        asyncio.run(services.stop())
+        if selection.single:
+            raise Failed("no mapping matches the selection")
+        click.echo("nothing to refresh: no mapping matches the selection", err=True)
+        if as_json:
+            click.echo(json.dumps({"items": []}, indent=2))
+        return
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not selection.single
 
     async def run() -> list[dict[str, Any]]:
@@ -220,16 +288,19 @@ def refresh(config: Config, id_: int | None, path: str | None, series: str | Non
             await services.stop()
         return outcomes
 
-    outcomes = asyncio.run(run())
+    outcomes = sorted(asyncio.run(run()), key=lambda item: item["mapping_id"])  # stable order for scripts
+    failed = [item for item in outcomes if is_failure(item["outcome"])]
     if as_json:
         click.echo(json.dumps(outcomes[0] if selection.single else {"items": outcomes}, indent=2))
-        return
-    counts: dict[str, int] = {}
-    for item in outcomes:
-        counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
-        if selection.single or item["outcome"] not in ("refreshed", "alive", "cooldown"):
-            click.echo(f"mapping {item['mapping_id']}: {item['outcome']} {item['detail']}".rstrip())
-    click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    else:
+        counts: dict[str, int] = {}
+        for item in outcomes:
+            counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
+            if selection.single or item["outcome"] not in ("refreshed", "alive", "cooldown"):
+                click.echo(f"mapping {item['mapping_id']}: {item['outcome']} {item['detail']}".rstrip())
+        click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if failed:
+        sys.exit(1)
 
 
 @main.command("import")
@@ -259,7 +330,7 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
                    f"unchanged {report.unchanged}, errors {len(report.errors)}")
         for path, error in report.errors:
             click.echo(f"  could not import {path}: {error}", err=True)
-    if report.errors and report.created + report.updated + report.unchanged == 0:
+    if report.errors:
         sys.exit(1)
 
 

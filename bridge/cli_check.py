@@ -38,6 +38,7 @@ def check(config: Config, id_: int | None, path: str | None, series: str | None,
     from tqdm import tqdm
 
     from bridge.db import open_database
+    from bridge.dbread import no_database_note, open_existing
     from bridge.health import LinkChecker
     from bridge.mappings import MappingStore
     from bridge.selection import SelectionError, parse_selection, resolve_selection
@@ -47,8 +48,14 @@ def check(config: Config, id_: int | None, path: str | None, series: str | None,
         selection = parse_selection(body)
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from None
-    store = MappingStore(open_database(config.database.path))
-    ids = resolve_selection(store, selection)
+    existing = open_existing(config.database.path)
+    if existing is None:  # no database yet: nothing to check, and a check does not create one
+        click.echo(no_database_note(config.database.path), err=True)
+        ids: list[int] = []
+    else:
+        existing.conn.close()
+        store = MappingStore(open_database(config.database.path))
+        ids = resolve_selection(store, selection)
     if not ids:
         if as_json:
             click.echo(json.dumps({"total": 0, "counts": {}, "items": []}, indent=2))

@@ -9,13 +9,13 @@ import json
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from bridge.links import compile_patterns
+from bridge.locations import CONFIG_ENV, DATA_ENV, database_path
 
 ENV_PREFIX = "STRM_BRIDGE_"
-CONFIG_ENV = "STRM_BRIDGE_CONFIG"
 
 
 class ConfigError(ValueError):
@@ -42,7 +42,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    path: str = "./data/strm-bridge.db"
+    path: str = ""
+    """Empty: `strm-bridge.db` in $STRM_BRIDGE_DATA or the user data folder; relative: beside the config file."""
     events_retention_days: int = 14
 
 
@@ -98,7 +99,11 @@ class EmbyConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     failure_window_seconds: float = 30.0
+    min_progress_seconds: float = 10.0
+    """A stop within the window that advanced less than this from its start's position is a suspected failure."""
     max_position_seconds: float = 10.0
+    """No longer used (detection looks at progress since the start, not at the absolute position); accepted so
+    existing configuration files still load."""
     probe_on_start: bool = False
 
 
@@ -138,6 +143,12 @@ class PlayConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -151,13 +162,15 @@ class Config:
     resolvers: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: CacheConfig = field(default_factory=CacheConfig)
     play: PlayConfig = field(default_factory=PlayConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     source: str = ""  # where the file came from, for messages
 
 
 SECTIONS: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(Config).items() if is_dataclass(hint)
 }
-_CHOICES = {("play", "mode"): ("redirect", "proxy")}
+_CHOICES = {("play", "mode"): ("redirect", "proxy"), ("log", "format"): ("text", "json"),
+            ("log", "level"): ("debug", "info", "warning", "error")}
 
 
 def _coerce(key: str, hint: Any, value: Any, from_env: bool) -> Any:
@@ -255,7 +268,7 @@ def _build_section(name: str, cls: type, raw: dict[str, Any], env: dict[str, str
 def _check_env_names(env: dict[str, str]) -> None:
     """A misspelt environment variable must fail as loudly as a misspelt file key."""
     for env_name in env:
-        if not env_name.startswith(ENV_PREFIX) or env_name == CONFIG_ENV:
+        if not env_name.startswith(ENV_PREFIX) or env_name in (CONFIG_ENV, DATA_ENV):
             continue
         rest = env_name[len(ENV_PREFIX):].lower()
         if rest.startswith("resolvers_"):
@@ -317,6 +330,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
     _check_env_names(env)
     sections = {name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in SECTIONS.items()}
     config = Config(**sections, resolvers=_resolver_sections(raw.get("resolvers"), env), source=source)
+    db_path = database_path(config.database.path, from_env=f"{ENV_PREFIX}DATABASE_PATH" in env, config_file=source,
+                            env=env)
+    config = replace(config, database=replace(config.database, path=db_path))
     _validate(config)
     return config
 
@@ -332,6 +348,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("refresh.check_concurrency: must be at least 1")
     if config.refresh.check_interval_seconds < 0:
         raise ConfigError("refresh.check_interval_seconds: must be 0 (off) or more")
+    if not config.detector.failure_window_seconds > 0 or not config.detector.min_progress_seconds >= 0:
+        raise ConfigError("detector.failure_window_seconds: must be > 0, detector.min_progress_seconds: >= 0")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
     for key, value in (("server.api_token", config.server.api_token),

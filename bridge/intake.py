@@ -2,7 +2,9 @@
 
 Parsing is the integration's job (a `Parser`); storing and queueing is the same for all of them. Events
 the detector never uses (progress, library events) are answered without touching the database, because
-the Jellyfin plugin can send every PlaybackProgress tick.
+the Jellyfin plugin can send every PlaybackProgress tick. A well-formed payload about something strm-bridge
+does not handle (a library event, plex.tv streaming content) is acknowledged with 202, outcome "ignored" and
+the reason; only a payload the sender got wrong is refused (400).
 """
 from __future__ import annotations
 
@@ -14,13 +16,18 @@ import orjson
 from aiohttp import web
 
 from bridge.errors import ApiError
-from bridge.events import PlaybackEvent
+from bridge.events import Ignored, PlaybackEvent
 from bridge.timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
-IGNORED = b'{"status": "ignored"}'
-Parser = Callable[[web.Request], Awaitable[PlaybackEvent | None]]
+Parser = Callable[[web.Request], Awaitable[PlaybackEvent | Ignored | None]]
+"""None stands for a valid notification that is not about playback."""
+
+
+def ignored_response(reason: str) -> web.Response:
+    body = orjson.dumps({"status": "ignored", "outcome": "ignored", "reason": reason})
+    return web.Response(body=body, status=202, content_type="application/json")
 
 
 def event_from_json(text: str) -> PlaybackEvent:
@@ -72,9 +79,15 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
         except ValueError as exc:
             log.info("%s webhook refused: %s", source, exc)
             raise ApiError(400, "invalid_payload", str(exc)) from None
-        event_id = await accept_event(services, event) if event is not None else None
+        if event is None:
+            return ignored_response(f"not a playback notification ({source})")
+        if isinstance(event, Ignored):
+            services.metrics.webhook(source, "ignored")
+            log.debug("%s webhook ignored: %s", source, event.reason)
+            return ignored_response(event.reason)
+        event_id = await accept_event(services, event)
         if event_id is None:
-            return web.Response(body=IGNORED, status=202, content_type="application/json")
+            return ignored_response(f"{event.raw_kind or event.kind} events are not used")
         return web.Response(body=b'{"status": "accepted", "event_id": %d}' % event_id, status=202,
                             content_type="application/json")
 

@@ -2,24 +2,27 @@
 
 Detection runs strictly in order (a stop must see its start), right when an event is stored: no queue hop
 stands between a failure-confirming webhook and its heal. Locating and refreshing run as tasks so a slow
-resolver never holds up the next webhook. Unprocessed events are replayed at start-up.
+resolver never holds up the next webhook. At start-up the detector relearns the starts of the last window from
+the stored events (a stop that arrives after a restart still finds its start), and unprocessed events are
+replayed. A failure is only ever a hint: the refresh probes the link first and leaves a live one alone.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from bridge.events import FailureDetector, FailureSignal, PlaybackEvent
+from bridge.events import FailureDetector, FailureSignal, PlaybackEvent, as_detected
 from bridge.intake import event_from_json
 from bridge.matching import Match
 from bridge.metrics import Metrics
 from bridge.probe import probe
 from bridge.refresh import RefreshPipeline
-from bridge.timeutil import now_iso
+from bridge.timeutil import from_epoch, now_iso, to_epoch
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,8 @@ class EventProcessor:
         self.probe_on_start = probe_on_start
         self.use_buffer_sources = use_buffer_sources
         self.metrics = metrics
-        self._backlog: list[tuple[int, PlaybackEvent]] = []
+        self._backlog: list[tuple[int | None, PlaybackEvent]] = []
+        """Waiting for `start`, in order; an id of None only teaches the detector (an event already handled)."""
         self._running = False
         self._limit = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -49,10 +53,15 @@ class EventProcessor:
         kinds = ("start", "stop", "error")
         return (*kinds, "buffer") if source in self.use_buffer_sources else kinds
 
-    def submit(self, event_id: int, event: PlaybackEvent) -> None:
-        """Process an already stored event (replay at start-up); before `start` events wait, in order."""
+    def submit(self, event_id: int | None, event: PlaybackEvent) -> None:
+        """Process an already stored event (replay at start-up); before `start` events wait, in order.
+
+        With `event_id` None the event was handled before a restart: it only tells the detector what happened."""
         if not self._running:
             self._backlog.append((event_id, event))
+            return
+        if event_id is None:
+            self.detector.observe(as_detected(event))
             return
         try:
             signal, settled = self.detect(event)
@@ -77,9 +86,7 @@ class EventProcessor:
     def detect(self, event: PlaybackEvent) -> tuple[FailureSignal | None, bool]:
         """Feed the detector (strictly in arrival order); returns the failure, if any, and whether the event
         needs nothing more (then it can be stored as processed)."""
-        if event.kind == "buffer":
-            event = PlaybackEvent(**{**event.__dict__, "kind": "error"})
-        signal = self.detector.observe(event)
+        signal = self.detector.observe(as_detected(event))
         if signal is not None and self.metrics is not None:
             self.metrics.failures.labels(event.source, signal.reason).inc()
         return signal, signal is None and not (event.kind == "start" and self.probe_on_start)
@@ -164,14 +171,33 @@ class EventProcessor:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     def replay_unprocessed(self) -> int:
-        rows = self.db.conn.execute(
-            "select id, payload from events where processed_at is null order by id").fetchall()
-        for event_id, payload in rows:
+        """Queue the unprocessed events for `start`, after the handled playback events of the window before them.
+
+        The handled ones (a start stored as processed, a stop that was no failure) only teach the detector, in
+        arrival order with the rest, so a stop after a restart pairs with its start. Returns the unprocessed count.
+        """
+        conn = self.db.conn
+        oldest = conn.execute("select min(received_at) from events where processed_at is null").fetchone()[0]
+        since = from_epoch(time.time() - self.detector.window)
+        if oldest is not None and oldest < since:
+            since = from_epoch(to_epoch(oldest) - self.detector.window)
+        rows = conn.execute(
+            "select id, payload, processed_at from events where processed_at is null"
+            " or (received_at >= ? and kind in ('start', 'stop', 'error', 'buffer')) order by id", (since,)).fetchall()
+        replayed = 0
+        for event_id, payload, processed_at in rows:
             try:
-                self.submit(event_id, event_from_json(payload))
+                event = event_from_json(payload)
             except (TypeError, ValueError, json.JSONDecodeError) as exc:
-                self._finish(event_id, "invalid", error=str(exc))
-        return len(rows)
+                if processed_at is None:
+                    self._finish(event_id, "invalid", error=str(exc))
+                continue
+            if processed_at is None:
+                replayed += 1
+                self.submit(event_id, event)
+            else:
+                self.submit(None, event)
+        return replayed
 
     def prune(self, retention_days: int) -> int:
         cursor = self.db.conn.execute(

@@ -94,7 +94,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
                                checker=LinkChecker.from_config(services.store, config, services.links),
                                check_interval_seconds=config.refresh.check_interval_seconds)
     services.processor = EventProcessor(
-        db, FailureDetector(config.detector.failure_window_seconds, config.detector.max_position_seconds),
+        db, FailureDetector(config.detector.failure_window_seconds, config.detector.min_progress_seconds),
         services.pipeline, locators=locators, probe_on_start=config.detector.probe_on_start,
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )

@@ -15,7 +15,7 @@ def test_defaults_without_any_configuration() -> None:
     config = load_config(env={})
     assert config.server.host == "127.0.0.1"
     assert config.server.port == 8765
-    assert config.database.path == "./data/strm-bridge.db"
+    assert config.database.path.endswith("/strm-bridge/strm-bridge.db")
     assert config.library.roots == []
 
 

@@ -41,7 +41,7 @@ def events(item: str = "item-1") -> list[PlaybackEvent]:
 
 
 def processor(store: MappingStore, pipeline: RecordingPipeline, locator: MappingLocator) -> EventProcessor:
-    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    detector = FailureDetector(window_seconds=30, min_progress_seconds=10)
     return EventProcessor(store.db, detector, pipeline, locators={"jellyfin": locator})  # type: ignore[arg-type]
 
 

@@ -2,7 +2,10 @@
 
 Emby 4.9 can post `application/json`; older servers post form data whose `data` field holds the JSON, so
 both are read. Unlike Jellyfin, Emby sends the item's `Path`, so no lookup is needed to find the file.
-Emby has no failure event either: a start followed soon by a stop near 0 that did not play to completion.
+Emby has no failure event either: a start followed soon by a stop that made no progress from the start's
+position (`PlaybackInfo.PositionTicks`, the resume point on playback.start). `Item.RunTimeTicks` says how long
+the item is. Events strm-bridge does not use (`library.new`, `item.rate`, `system.*`, ...) come back as
+`Ignored` with the reason.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.events import EventKind, PlaybackEvent
+from bridge.events import EventKind, Ignored, PlaybackEvent
 
 TICKS_PER_SECOND = 10_000_000
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -76,18 +79,24 @@ def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
-    """Normalise one Emby webhook; events that are not about playback come back as kind "other"."""
+def _seconds(ticks: Any) -> float | None:
+    if isinstance(ticks, (int, float)) and not isinstance(ticks, bool) and ticks >= 0:
+        return ticks / TICKS_PER_SECOND
+    return None
+
+
+def emby_event(payload: dict[str, Any]) -> PlaybackEvent | Ignored:
+    """Normalise one Emby webhook; events that are not about playback come back as `Ignored`."""
     raw_kind = payload.get("Event")
     if not isinstance(raw_kind, str) or not raw_kind:
         raise EmbyWebhookError("Emby payload has no 'Event'")
-    kind: EventKind = EMBY_KINDS.get(raw_kind.lower(), "other")
+    kind: EventKind | None = EMBY_KINDS.get(raw_kind.lower())
+    if kind is None:
+        return Ignored(f"Emby {raw_kind[:64]} events are not used")
     item = _obj(payload, "Item")
     item_id = item.get("Id")
     if item_id is None or item_id == "":
-        if kind != "other":
-            raise EmbyWebhookError(f"Emby {raw_kind} payload has no Item.Id")
-        item_id = ""
+        raise EmbyWebhookError(f"Emby {raw_kind} payload has no Item.Id")
     elif not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
         raise EmbyWebhookError(f"Item.Id must be a string, got {type(item_id).__name__}")
 
@@ -110,8 +119,7 @@ def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
         hints["provider_ids"] = {str(k): str(v) for k, v in providers.items()}
 
     info = _obj(payload, "PlaybackInfo")
-    ticks = info.get("PositionTicks")
-    position = ticks / TICKS_PER_SECOND if isinstance(ticks, (int, float)) and not isinstance(ticks, bool) else None
+    position = _seconds(info.get("PositionTicks"))
     session = _obj(payload, "Session")
     user = _obj(payload, "User").get("Name")
     path = item.get("Path")
@@ -126,4 +134,5 @@ def emby_event(payload: dict[str, Any]) -> PlaybackEvent:
         path=path if isinstance(path, str) and path else None,
         hints=hints,
         raw_kind=raw_kind,
+        runtime_seconds=_seconds(item.get("RunTimeTicks")) or None,
     )

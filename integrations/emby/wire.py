@@ -5,7 +5,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.events import PlaybackEvent
+from bridge.events import Ignored, PlaybackEvent
 from bridge.intake import webhook_handler
 from bridge.pathmap import PathMap
 from bridge.services import Services
@@ -14,7 +14,7 @@ from integrations.emby.target import EmbyTarget
 from integrations.emby.webhook import emby_event, read_emby_body
 
 
-async def parse_request(request: web.Request) -> PlaybackEvent | None:
+async def parse_request(request: web.Request) -> PlaybackEvent | Ignored:
     return emby_event(await read_emby_body(request))
 
 

@@ -6,7 +6,12 @@ template flattened into urlencoded fields). Its Generic destination labels the b
 the user adds a Content-Type header, so the body is sniffed rather than trusted by its label.
 
 Non-playback notifications (ItemAdded, UserCreated, ...) are valid but carry nothing to heal: they parse
-to None so the route can acknowledge them without queuing work.
+to `Ignored` so the route can acknowledge them (202, with the reason) without queuing work.
+
+Detection needs two numbers from each playback event: the position (`PlaybackPositionTicks`, the resume point
+on a PlaybackStart; the plugin writes 0 when the client reported none) and the item's length (`RunTimeTicks`,
+0 when Jellyfin does not know it), so that a stop Jellyfin calls "completed" a second after its start can be
+told from a real completion.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from bridge.events import EventKind, PlaybackEvent
+from bridge.events import EventKind, Ignored, PlaybackEvent
 
 SOURCE = "jellyfin"
 TICKS_PER_SECOND = 10_000_000
@@ -146,8 +151,12 @@ def _unescape(value: str | None) -> str | None:
     return value.replace('\\"', '"') if value else value
 
 
-def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
-    """One plugin request → a PlaybackEvent, or None for a valid notification that is not about playback."""
+def _seconds(ticks: int | None) -> float | None:
+    return ticks / TICKS_PER_SECOND if ticks is not None and ticks >= 0 else None
+
+
+def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | Ignored:
+    """One plugin request → a PlaybackEvent, or `Ignored` for a valid notification that is not about playback."""
     raw = _load(body, content_type)
     data = {key.lower(): value for key, value in raw.items()}  # the plugin's dictionary is case-insensitive
 
@@ -159,7 +168,7 @@ def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
         raise WebhookError(f"unknown NotificationType {type_value[:64]!r}")
     kind = PLAYBACK_KINDS.get(notification)
     if kind is None:
-        return None
+        return Ignored(f"Jellyfin {notification} notifications are not used")
 
     raw_item = data.get("itemid")
     if _text(raw_item) is None:
@@ -174,8 +183,8 @@ def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
     if kind == "progress" and is_paused:
         kind = "pause"
 
-    ticks = _int(data.get("playbackpositionticks"))
-    position = ticks / TICKS_PER_SECOND if ticks is not None and ticks >= 0 else None
+    position = _seconds(_int(data.get("playbackpositionticks")))
+    runtime = _seconds(_int(data.get("runtimeticks"))) or None  # the plugin sends 0 for "unknown"
 
     for name in _ESCAPED_FIELDS:
         if isinstance(data.get(name), str):
@@ -217,4 +226,5 @@ def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | None:
         path=_text(data.get("path")),
         hints=hints,
         raw_kind=notification,
+        runtime_seconds=runtime,
     )

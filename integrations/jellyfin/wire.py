@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.events import PlaybackEvent
+from bridge.events import Ignored, PlaybackEvent
 from bridge.intake import webhook_handler
 from bridge.pathmap import PathMap
 from bridge.services import Services
@@ -18,7 +18,7 @@ from integrations.jellyfin.webhook import parse_webhook
 log = logging.getLogger(__name__)
 
 
-async def parse_request(request: web.Request) -> PlaybackEvent | None:
+async def parse_request(request: web.Request) -> PlaybackEvent | Ignored:
     return parse_webhook(await request.read(), request.headers.get("Content-Type", ""))
 
 

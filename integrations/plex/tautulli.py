@@ -4,14 +4,20 @@ Tautulli is the best Plex failure source: it fires `on_error` when a session's s
 carries the item's `file`, can send an auth header, and needs no Plex Pass (it watches PMS with the admin
 token). Its JSON Data template is filled in as strings, so every value here arrives as a string, and a
 parameter Tautulli does not know for this item arrives as "".
+
+`on_error` fires only when a session Tautulli already tracks changes to "error"; a session first seen failing
+gives `on_play` then `on_stop`, so those carry most real failures. Both send `view_offset` (ms; on `on_play` the
+resume point) and `duration_sec`, which the detector compares like every other source's positions. Triggers
+strm-bridge does not use (`on_watched`, `on_created`, `on_intdown`, ...) are acknowledged as `Ignored`.
 """
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
-from bridge.events import EventKind, PlaybackEvent
+from bridge.events import EventKind, Ignored, PlaybackEvent
 from integrations.plex.webhook import WebhookError
 
 # `{action}` is the trigger name without "on_"; users who type the trigger name itself are accepted too.
@@ -24,6 +30,8 @@ TAUTULLI_KINDS: dict[str, EventKind] = {
     "resume": "resume",
 }
 TEMPLATE_FILE = "tautulli-webhook.json"
+_FOREIGN_KEY = re.compile(r"^[0-9a-fA-F]{8,64}$")
+"""A rating key of Plex's online content (hex), which no library item has."""
 
 
 def webhook_template() -> dict[str, str]:
@@ -46,7 +54,29 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
+def _ms(body: dict[str, Any], key: str) -> float | None:
+    text = _text(body, key)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise WebhookError(f"{key} must be milliseconds, got {text[:64]!r}") from None
+    if value != value or value < 0:  # NaN or negative
+        raise WebhookError(f"{key} must be milliseconds, got {text[:64]!r}")
+    return value / 1000.0
+
+
+def _runtime(body: dict[str, Any]) -> float | None:
+    """`duration_sec` (seconds) where the template has it, else `duration` (minutes); None when 0 or unknown."""
+    for key, scale in (("duration_sec", 1.0), ("duration", 60.0)):
+        text = _text(body, key)
+        if text.isdigit() and int(text) > 0:
+            return int(text) * scale
+    return None
+
+
+def tautulli_event(body: dict[str, Any]) -> PlaybackEvent | Ignored:
     """Normalise one Tautulli webhook body (our template's keys)."""
     if not isinstance(body, dict):
         raise WebhookError("Tautulli body must be a JSON object")
@@ -54,9 +84,13 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
     if not action:
         raise WebhookError("Tautulli body has no 'action'")
     kind: EventKind = TAUTULLI_KINDS.get(action.removeprefix("on_"), "other")
+    if kind == "other":
+        return Ignored(f"Tautulli on_{action.removeprefix('on_')[:64]} notifications are not used")
     rating_key = _text(body, "rating_key")
     if not rating_key.isdigit():
-        raise WebhookError(f"rating_key must be a number, got {body.get('rating_key')!r}")
+        if _FOREIGN_KEY.match(rating_key):
+            return Ignored(f"rating_key {rating_key!r} is not a library item's (no library has hex keys)")
+        raise WebhookError(f"rating_key must be a number, got {str(body.get('rating_key'))[:64]!r}")
 
     hints: dict[str, Any] = {}
     media_type = _text(body, "media_type")
@@ -74,13 +108,7 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
         if value:
             hints[name] = value
 
-    offset = _text(body, "view_offset")
-    position: float | None = None
-    if offset:
-        try:
-            position = float(offset) / 1000.0
-        except ValueError:
-            raise WebhookError(f"view_offset must be milliseconds, got {offset!r}") from None
+    position = _ms(body, "view_offset")
 
     session_key = _text(body, "machine_id") or _text(body, "player") or _text(body, "session_key")
     path = _text(body, "file") or None
@@ -96,4 +124,5 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent:
         path=path,
         hints=hints,
         raw_kind=action,
+        runtime_seconds=_runtime(body),
     )

@@ -2,16 +2,21 @@
 
 Plex cannot send headers or sign its requests and does not retry, so the handler must answer fast and must
 never let a large thumbnail sit in memory: the body is streamed and the image is discarded chunk by chunk.
-Plex has no failure event; `media.play` followed soon by `media.stop` near position 0 is the only hint.
+Plex has no failure event; `media.play` followed soon by a `media.stop` at the same `viewOffset` (the saved
+resume point, in ms) is the only hint, so both events carry it and the item's `duration`. Webhooks about
+things that are not library items (plex.tv streaming content: `Server.uuid = "tv.plex.provider.vod"` and a hex
+`ratingKey`) and events strm-bridge does not use (`library.new`, `media.rate`, `admin.database.backup`, ...)
+are well formed: they come back as `Ignored` with the reason, never as an error.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from bridge.events import EventKind, PlaybackEvent
+from bridge.events import EventKind, Ignored, PlaybackEvent
 
 MIB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = MIB
@@ -25,6 +30,10 @@ PLEX_KINDS: dict[str, EventKind] = {
     "media.resume": "resume",
 }
 SCROBBLE_RATIO = 0.9  # Plex scrobbles at 90%: a stop past that point finished the episode
+VOD_SERVER = "tv.plex.provider.vod"
+"""The `Server.uuid` of webhooks about plex.tv's own streaming content (movies and shows that are no library's)."""
+_FOREIGN_KEY = re.compile(r"^[0-9a-fA-F]{8,64}$")
+"""A ratingKey that is an id of Plex's online providers (24 hex digits for VOD) rather than a library number."""
 
 
 class WebhookError(ValueError):
@@ -124,23 +133,27 @@ def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def plex_event(payload: dict[str, Any]) -> PlaybackEvent:
-    """Normalise a Plex webhook payload; non-playback events come back as kind "other"."""
+def plex_event(payload: dict[str, Any]) -> PlaybackEvent | Ignored:
+    """Normalise a Plex webhook payload; what is not a library item's playback comes back as `Ignored`."""
     raw_kind = payload.get("event")
     if not isinstance(raw_kind, str) or not raw_kind:
         raise WebhookError("Plex payload has no 'event'")
-    kind: EventKind = PLEX_KINDS.get(raw_kind, "other")
+    kind = PLEX_KINDS.get(raw_kind)
+    if kind is None:
+        return Ignored(f"Plex {raw_kind[:64]} events are not used")
+    server_uuid = _obj(payload, "Server").get("uuid")
+    if server_uuid == VOD_SERVER:
+        return Ignored(f"plex.tv streaming content (Server.uuid {VOD_SERVER}) is not a library item")
     metadata = _obj(payload, "Metadata")
     rating_key = metadata.get("ratingKey")
     if rating_key is None or rating_key == "":
-        if kind != "other":
-            raise WebhookError(f"Plex {raw_kind} payload has no Metadata.ratingKey")
-        item_id = ""
-    else:
-        number = _int(rating_key)
-        if number is None:
-            raise WebhookError(f"Metadata.ratingKey must be a number, got {rating_key!r}")
-        item_id = str(number)
+        raise WebhookError(f"Plex {raw_kind} payload has no Metadata.ratingKey")
+    number = _int(rating_key)
+    if number is None:
+        if isinstance(rating_key, str) and _FOREIGN_KEY.match(rating_key):
+            return Ignored(f"Metadata.ratingKey {rating_key!r} is not a library item's (no library has hex keys)")
+        raise WebhookError(f"Metadata.ratingKey must be a number, got {str(rating_key)[:64]!r}")
+    item_id = str(number)
 
     hints: dict[str, Any] = {}
     media_type = metadata.get("type")
@@ -167,6 +180,7 @@ def plex_event(payload: dict[str, Any]) -> PlaybackEvent:
         position = offset_ms / 1000.0
     duration = _int(metadata.get("duration"))
     completed = bool(kind == "stop" and offset_ms is not None and duration and offset_ms >= SCROBBLE_RATIO * duration)
+    runtime = duration / 1000.0 if duration else None
 
     player = _obj(payload, "Player")
     account = _obj(payload, "Account")
@@ -181,4 +195,5 @@ def plex_event(payload: dict[str, Any]) -> PlaybackEvent:
         played_to_completion=completed,
         hints=hints,
         raw_kind=raw_kind,
+        runtime_seconds=runtime,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.events import PlaybackEvent
+from bridge.events import Ignored, PlaybackEvent
 from bridge.intake import accept_event, webhook_handler
 from bridge.pathmap import PathMap
 from bridge.services import Services
@@ -24,12 +24,10 @@ log = logging.getLogger(__name__)
 def wire(services: Services, targets: dict[str, Any], locators: dict[str, Any]) -> None:
     config = services.config.plex
 
-    async def parse_plex(request: web.Request) -> PlaybackEvent | None:
-        payload = await read_plex_multipart(request, max_body_bytes=config.max_body_bytes)
-        event = plex_event(payload)
-        return event if event.item_id else None
+    async def parse_plex(request: web.Request) -> PlaybackEvent | Ignored:
+        return plex_event(await read_plex_multipart(request, max_body_bytes=config.max_body_bytes))
 
-    async def parse_tautulli(request: web.Request) -> PlaybackEvent | None:
+    async def parse_tautulli(request: web.Request) -> PlaybackEvent | Ignored:
         try:
             body = json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -11,7 +11,7 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
 from bridge.config import EmbyConfig, PathMapEntry
-from bridge.events import FailureDetector
+from bridge.events import FailureDetector, Ignored
 from bridge.mappings import MappingStore
 from bridge.pathmap import PathMap
 from bridge.rescan import RescanRequest, Target, TargetGone, TargetRetry
@@ -103,15 +103,16 @@ def test_event_fields() -> None:
 
 def test_kinds_and_session_fallback() -> None:
     payload = fixture("playback_start.json")
-    for raw, kind in (("playback.pause", "pause"), ("playback.unpause", "resume"), ("item.rate", "other")):
+    for raw, kind in (("playback.pause", "pause"), ("playback.unpause", "resume")):
         assert emby_event(dict(payload, Event=raw)).kind == kind
+    assert emby_event(dict(payload, Event="item.rate")) == Ignored("Emby item.rate events are not used")
     del payload["Session"]["DeviceId"]
     assert emby_event(payload).session_key == "c0ffee00c0ffee00c0ffee00c0ffee00"
-    assert emby_event({"Event": "library.new", "Server": {}}).item_id == ""
+    assert emby_event({"Event": "library.new", "Server": {}}) == Ignored("Emby library.new events are not used")
 
 
 def test_start_then_early_stop_is_detected() -> None:
-    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    detector = FailureDetector(window_seconds=30, min_progress_seconds=10)
     assert detector.observe(emby_event(fixture("playback_start.json"))) is None
     signal = detector.observe(emby_event(fixture("playback_stop.json")))
     assert signal is not None and signal.reason == "early_stop"

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bridge.events import FailureDetector
+from bridge.events import FailureDetector, Ignored
 from integrations.jellyfin.tests.conftest import fixture_body
 from integrations.jellyfin.webhook import WebhookError, normalize_guid, parse_webhook
 
@@ -69,14 +69,16 @@ def test_progress_not_paused_is_progress() -> None:
     assert event is not None and event.kind == "progress"
 
 
-def test_non_playback_notification_is_none() -> None:
-    assert parse_webhook(fixture_body("send_all_item_added.json"), "application/json") is None
-    assert parse_webhook(b'{"NotificationType": "UserCreated", "UserId": "x"}', "text/plain") is None
+def test_non_playback_notification_is_ignored_with_its_reason() -> None:
+    assert parse_webhook(fixture_body("send_all_item_added.json"), "application/json") == Ignored(
+        "Jellyfin ItemAdded notifications are not used")
+    assert parse_webhook(b'{"NotificationType": "UserCreated", "UserId": "x"}', "text/plain") == Ignored(
+        "Jellyfin UserCreated notifications are not used")
 
 
 def test_start_then_stop_pairs_in_detector() -> None:
     """The point of parsing: the detector sees an early stop of the same item on the same device."""
-    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    detector = FailureDetector(window_seconds=30, min_progress_seconds=10)
     start = parse_webhook(fixture_body("send_all_playback_start.json"), "text/plain")
     stop = parse_webhook(fixture_body("send_all_playback_stop.json"), "text/plain")
     assert start is not None and stop is not None
@@ -264,7 +266,7 @@ def test_template_has_every_key_the_bridge_reads() -> None:
     keys = set(re.findall(r'"(\w+)":', TEMPLATE.read_text()))
     assert keys == {
         "NotificationType", "ItemId", "ItemType", "Name", "SeriesName", "SeriesId", "SeasonNumber", "EpisodeNumber",
-        "PlaybackPositionTicks", "PlayedToCompletion", "IsPaused", "DeviceId", "DeviceName", "ClientName", "UserId",
+        "RunTimeTicks", "PlaybackPositionTicks", "PlayedToCompletion", "IsPaused", "DeviceId", "DeviceName", "ClientName", "UserId",
         "NotificationUsername", "Provider_tvdb", "Provider_tmdb", "Provider_imdb", "ServerId",
     }
 
@@ -307,4 +309,4 @@ def test_rendered_template_for_a_movie_start_and_a_non_playback_event() -> None:
     event = parse_webhook(render(TEMPLATE.read_text(), movie).encode(), "application/json")
     assert event is not None and event.kind == "start" and "series" not in event.hints
     added = {"ServerId": "x", "NotificationType": "ItemAdded", "ItemId": uuid.UUID(ITEM), "Name": "New"}
-    assert parse_webhook(render(TEMPLATE.read_text(), added).encode(), "application/json") is None
+    assert isinstance(parse_webhook(render(TEMPLATE.read_text(), added).encode(), "application/json"), Ignored)

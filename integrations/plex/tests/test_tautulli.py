@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.events import FailureDetector
+from bridge.events import FailureDetector, Ignored
 from integrations.plex.tautulli import tautulli_event, webhook_template
 from integrations.plex.webhook import WebhookError
 
@@ -34,7 +34,7 @@ def test_on_error() -> None:
 
 
 def test_on_error_is_a_failure_for_the_detector() -> None:
-    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    detector = FailureDetector(window_seconds=30, min_progress_seconds=10)
     signal = detector.observe(tautulli_event(fixture("on_error.json")))
     assert signal is not None and signal.reason == "error"
 
@@ -44,7 +44,7 @@ def test_on_play_then_on_stop_is_an_early_stop() -> None:
     stop = tautulli_event(fixture("on_stop.json"))
     assert (play.kind, stop.kind) == ("start", "stop")
     assert stop.position_seconds == 3.4
-    detector = FailureDetector(window_seconds=30, max_position_seconds=10)
+    detector = FailureDetector(window_seconds=30, min_progress_seconds=10)
     assert detector.observe(play) is None
     signal = detector.observe(stop)
     assert signal is not None and signal.reason == "early_stop"
@@ -65,9 +65,17 @@ def test_movie_with_url_file_and_no_machine_id() -> None:
 
 
 @pytest.mark.parametrize("action,kind", [("on_error", "error"), ("on_play", "start"), ("pause", "pause"),
-                                         ("resume", "resume"), ("watched", "other"), ("on_created", "other")])
+                                         ("resume", "resume")])
 def test_trigger_names_with_or_without_prefix(action: str, kind: str) -> None:
     assert tautulli_event(dict(fixture("on_play.json"), action=action)).kind == kind
+
+
+@pytest.mark.parametrize("action", ["watched", "on_created", "intdown"])
+def test_triggers_not_used_are_ignored_with_their_name(action: str) -> None:
+    """on_intdown has no rating_key at all: still well formed, so acknowledged, never refused."""
+    body = {"action": action} if action == "intdown" else dict(fixture("on_play.json"), action=action)
+    name = action.removeprefix("on_")
+    assert tautulli_event(body) == Ignored(f"Tautulli on_{name} notifications are not used")
 
 
 @pytest.mark.parametrize("value", ["", "{rating_key}", "abc", "12a"])
@@ -98,7 +106,7 @@ def test_unfilled_placeholders_count_as_empty() -> None:
 def test_template_uses_tautulli_parameter_names() -> None:
     template = webhook_template()
     expected = {"action", "rating_key", "file", "section_id", "guid", "media_type", "show_name", "season_num",
-                "episode_num", "view_offset", "machine_id", "player", "user", "session_key", "title"}
+                "episode_num", "view_offset", "duration_sec", "machine_id", "player", "user", "session_key", "title"}
     assert set(template) == expected
     assert all(value == "{" + key + "}" for key, value in template.items())
 

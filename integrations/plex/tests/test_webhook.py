@@ -10,6 +10,7 @@ import pytest
 from aiohttp import MultipartWriter, hdrs, web
 from aiohttp.test_utils import TestClient
 
+from bridge.events import Ignored
 from integrations.plex.webhook import WebhookError, plex_event, read_plex_multipart
 
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "plex"
@@ -159,13 +160,16 @@ def test_event_kinds() -> None:
     assert plex_event(fixture("media_play.json")).kind == "start"
     stop = plex_event(fixture("media_stop.json"))
     assert (stop.kind, stop.position_seconds, stop.played_to_completion, stop.source) == ("stop", 1.2, False, "plex")
-    for raw, kind in (("media.pause", "pause"), ("media.resume", "resume"), ("media.rate", "other")):
+    for raw, kind in (("media.pause", "pause"), ("media.resume", "resume")):
         assert plex_event(dict(fixture("media_play.json"), event=raw)).kind == kind
+    assert plex_event(dict(fixture("media_play.json"), event="media.rate")) == Ignored("Plex media.rate events are not used")
 
 
-def test_scrobble_is_other_and_movie_has_no_series() -> None:
-    event = plex_event(fixture("media_scrobble_movie.json"))
-    assert (event.kind, event.raw_kind, event.item_id) == ("other", "media.scrobble", "812")
+def test_scrobble_is_ignored_and_movie_has_no_series() -> None:
+    scrobble = fixture("media_scrobble_movie.json")
+    assert plex_event(scrobble) == Ignored("Plex media.scrobble events are not used")
+    event = plex_event(dict(scrobble, event="media.stop"))
+    assert (event.kind, event.raw_kind, event.item_id) == ("stop", "media.stop", "812")
     assert "series" not in event.hints and event.hints["year"] == 2008
 
 
@@ -175,9 +179,8 @@ def test_stop_near_the_end_counts_as_completed() -> None:
     assert plex_event(payload).played_to_completion is True
 
 
-def test_server_event_without_metadata_is_other() -> None:
-    event = plex_event(fixture("admin_database_backup.json"))
-    assert (event.kind, event.item_id, event.session_key) == ("other", "", "")
+def test_server_event_without_metadata_is_ignored() -> None:
+    assert plex_event(fixture("admin_database_backup.json")) == Ignored("Plex admin.database.backup events are not used")
 
 
 def test_playback_event_without_metadata_is_refused() -> None:
