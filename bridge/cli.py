@@ -306,33 +306,21 @@ def refresh(config: Config, id_: int | None, path: str | None, series: str | Non
 @main.command("import")
 @with_config
 @click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--site", default=None, help="Site for files whose identity comes from the file name (e.g. aniworld.to).")
-@click.option("--slug", default=None, help="Series slug for these folders (default: from the series folder name).")
-@click.option("--language", default=None, help="Language for these files (e.g. 'German Dub').")
+@click.option("--site", default=None, help="Site for files whose name and link do not tell it (e.g. aniworld.to).")
+@click.option("--slug", default=None, help="Series slug where nothing else tells it.")
+@click.option("--language", default=None, help="Language where nothing else tells it (e.g. 'German Dub').")
+@click.option("--provider", default=None, help="Provider where nothing else tells it (e.g. VOE).")
+@click.option("--overwrite-identity", is_flag=True,
+              help="Replace stored identity fields with what the files, names and flags say (default: only fill empty ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
 def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str | None, language: str | None,
-            as_json: bool, progress: bool | None) -> None:
-    """Adopt existing .strm files under ROOTS into the mapping store (idempotent)."""
-    from tqdm import tqdm
+            provider: str | None, overwrite_identity: bool, as_json: bool, progress: bool | None) -> None:
+    """Adopt existing .strm files under ROOTS (inside library.roots) into the mapping store (idempotent)."""
+    from bridge.cli_import import run_import
 
-    from bridge.importer import import_tree
-    from bridge.probe import expiry_iso
-
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    bar = (lambda items: tqdm(items, unit="file", desc="import", file=sys.stderr)) if show_bar else None
-    report = import_tree(_store(config), roots, site=site, slug=slug, language=language, progress=bar,
-                         predict_expiry=expiry_iso)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
-        click.echo(f"found {report.found}, created {report.created}, updated {report.updated}, "
-                   f"unchanged {report.unchanged}, errors {len(report.errors)}")
-        for path, error in report.errors:
-            click.echo(f"  could not import {path}: {error}", err=True)
-    if report.errors:
-        sys.exit(1)
-
+    run_import(config, roots, site=site, slug=slug, language=language, provider=provider,
+               overwrite_identity=overwrite_identity, as_json=as_json, progress=progress)
 
 from bridge.cli_check import check as _check  # noqa: E402  (needs with_config above)
 

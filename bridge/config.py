@@ -48,11 +48,25 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class SeriesOverride:
+    """`[[library.series]]`: identity for a series whose names carry no site or language (bridge.overrides)."""
+
+    match: str
+    site: str = ""
+    slug: str = ""
+    language: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
 class LibraryConfig:
     roots: list[str] = field(default_factory=list)
     anchors: list[str] = field(default_factory=list)
     stable_link_patterns: list[str] = field(default_factory=list)
     """Links strm-bridge never replaces (besides AniBridge's and its own): http(s) URL prefixes or regexes."""
+    watch: bool = False
+    watch_debounce_ms: int = 1600
+    series: list[SeriesOverride] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,16 @@ class EmbyConfig:
     webhook_token: str = ""
     path_map: list[PathMapEntry] = field(default_factory=list)
     timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ArrConfig:
+    """`[sonarr]` / `[radarr]`: their Webhook connection (integrations/arr); `path_map` as Sonarr/Radarr see paths."""
+
+    url: str = ""
+    api_key: str = ""
+    webhook_token: str = ""
+    path_map: list[PathMapEntry] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,8 @@ class Config:
     plex: PlexConfig = field(default_factory=PlexConfig)
     tautulli: TautulliConfig = field(default_factory=TautulliConfig)
     emby: EmbyConfig = field(default_factory=EmbyConfig)
+    sonarr: ArrConfig = field(default_factory=ArrConfig)
+    radarr: ArrConfig = field(default_factory=ArrConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     resolvers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -226,6 +252,8 @@ def _coerce(key: str, hint: Any, value: Any, from_env: bool) -> Any:
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
         if item_hint is PathMapEntry:
             return [_path_map_entry(f"{key}[{i}]", item) for i, item in enumerate(value)]
+        if item_hint is SeriesOverride:
+            return [_series_override(f"{key}[{i}]", item) for i, item in enumerate(value)]
         return [_coerce(f"{key}[{i}]", item_hint, item, False) for i, item in enumerate(value)]
     raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
 
@@ -243,6 +271,23 @@ def _path_map_entry(key: str, item: Any) -> PathMapEntry:
         if not (value.startswith("/") or (len(value) > 2 and value[1] == ":")):
             raise ConfigError(f"{key}.{side}: must be an absolute path, got {value!r}")
     return PathMapEntry(server=item["server"], local=item["local"])
+
+
+def _series_override(key: str, item: Any) -> SeriesOverride:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{key}: a [[library.series]] entry must be a table with match = \"...\"")
+    allowed = {f.name for f in fields(SeriesOverride)}
+    extra = set(item) - allowed
+    if extra:
+        raise ConfigError(f"{key}: unknown key {sorted(extra)[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    for name, value in item.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}.{name}: expected a string, got {type(value).__name__}")
+    if not item.get("match", "").strip():
+        raise ConfigError(f"{key}.match: missing or empty (a folder or title glob such as \"Spy*Family*\")")
+    if not any(item.get(name) for name in allowed - {"match"}):
+        raise ConfigError(f"{key}: sets nothing (give site, slug, language or provider)")
+    return SeriesOverride(**item)
 
 
 def _build_section(name: str, cls: type, raw: dict[str, Any], env: dict[str, str]) -> Any:
@@ -356,10 +401,12 @@ def _validate(config: Config) -> None:
                        ("jellyfin.webhook_token", config.jellyfin.webhook_token),
                        ("plex.webhook_token", config.plex.webhook_token),
                        ("tautulli.webhook_token", config.tautulli.webhook_token),
-                       ("emby.webhook_token", config.emby.webhook_token)):
+                       ("emby.webhook_token", config.emby.webhook_token),
+                       ("sonarr.webhook_token", config.sonarr.webhook_token),
+                       ("radarr.webhook_token", config.radarr.webhook_token)):
         if value and len(value) < 8:
             raise ConfigError(f"{key}: must be at least 8 characters (it is also masked in logs)")
-    for name in ("jellyfin", "emby", "plex"):
+    for name in ("jellyfin", "emby", "plex", "sonarr", "radarr"):
         url = getattr(config, name).url
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{name}.url: must start with http:// or https://, got {url!r}")
@@ -370,6 +417,8 @@ def _validate(config: Config) -> None:
         compile_patterns(config.library.stable_link_patterns)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if not 100 <= config.library.watch_debounce_ms <= 60_000:
+        raise ConfigError("library.watch_debounce_ms: must be 100-60000")
     for i, anchor in enumerate(config.library.anchors):
         if not os.path.isabs(anchor):
             raise ConfigError(f"library.anchors[{i}]: must be an absolute path, got {anchor!r}")

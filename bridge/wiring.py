@@ -38,6 +38,10 @@ def secrets_of(config: Config, api_token: str) -> list[str]:
         config.tautulli.webhook_token,
         config.emby.api_key,
         config.emby.webhook_token,
+        config.sonarr.api_key,
+        config.sonarr.webhook_token,
+        config.radarr.api_key,
+        config.radarr.webhook_token,
         config.play.secret,
     ]
     for section in config.resolvers.values():

@@ -148,3 +148,19 @@ def m003_emby_item_and_lighter_log(db: Database) -> None:
     db["mappings"].create_index(["emby_item_id"], index_name="idx_mappings_emby_item")
     db.execute("drop index if exists idx_refresh_log_outcome")
     db.execute("drop index if exists idx_job_items_outcome")
+
+
+@migrations()
+def m004_series_overrides_and_handoffs(db: Database) -> None:
+    """Per-series identity set through the API (applied to future rows too), and the download-folder files
+    Sonarr/Radarr imported elsewhere: a copy or hardlink left behind is not adopted a second time."""
+    db["series_overrides"].create(
+        {"id": int, "match": str, "site": str, "slug": str, "language": str, "provider": str, "created_at": str},
+        pk="id",
+        not_null={"match"},
+    )
+    db["series_overrides"].create_index(["match"], unique=True, index_name="idx_series_overrides_match")
+    db["handoffs"].create(
+        {"source_path": str, "url": str, "target_path": str, "created_at": str},
+        pk="source_path",
+    )

@@ -79,7 +79,7 @@ def test_progress_bar_on_large_tree(tmp_path: Path) -> None:
     for e in range(1, 301):
         (root / f"Show S01E{e:03d}.strm").write_text(f"http://cdn.test/{e}\n")
     config = tmp_path / "c.toml"
-    config.write_text(f'[database]\npath = "{tmp_path / "db.sqlite"}"\n')
+    config.write_text(f'[database]\npath = "{tmp_path / "db.sqlite"}"\n[library]\nroots = ["{tmp_path / "big"}"]\n')
     code, out, err = run(["import", str(tmp_path / "big"), "--slug", "show", "--progress"], config)
     assert code == 0 and "created 300" in out
     assert "300/300" in err  # tqdm's final line
