@@ -12,6 +12,7 @@ from bridge import api, api_refresh, openapi
 from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
 from bridge.services import Services
+from bridge.web import add_routes as add_dashboard_routes, is_dashboard_path
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ OPEN_PATHS = ("/healthz",)
 def accepted_tokens(services: Services, path: str) -> list[str] | None:
     """Which tokens open this path; None means the path needs none."""
     if path in OPEN_PATHS or path.startswith("/play/") or path.startswith("/static/"):
+        return None
+    if is_dashboard_path(path):  # the login page, and pages that accept only the dashboard's session cookie
         return None
     if path.startswith("/webhooks/"):
         source = path.split("/")[2]
@@ -99,6 +102,7 @@ def create_app(services: Services) -> web.Application:
     api.add_routes(app, SERVICES)
     api_refresh.add_routes(app, SERVICES)
     openapi.add_routes(app, SERVICES)
+    add_dashboard_routes(app, SERVICES)
     for add_routes in services.route_adders:
         add_routes(app, SERVICES)
 

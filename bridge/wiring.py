@@ -143,4 +143,19 @@ def _wire_integrations(services: Services, targets: dict[str, Target], locators:
 
     for wire in (wire_jellyfin, wire_plex, wire_emby):
         wire(services, targets, locators)
+    services.paste_templates.update(_paste_templates())
+
+
+def _paste_templates() -> dict[str, str]:
+    """The files users paste into the Jellyfin Webhook plugin and Tautulli, shipped as package data."""
+    from importlib import resources
+
+    found = {}
+    for name, package, filename in (("jellyfin", "integrations.jellyfin", "webhook.handlebars"),
+                                    ("tautulli", "integrations.plex", "tautulli-webhook.json")):
+        try:
+            found[name] = resources.files(package).joinpath(filename).read_text()
+        except (OSError, ModuleNotFoundError):  # pragma: no cover - a broken install: the page says so
+            found[name] = ""
+    return found
 
