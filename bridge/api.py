@@ -1,7 +1,6 @@
 """The manual API under /api: mappings now; refresh, jobs, rescans and cache are added by their modules."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -12,21 +11,54 @@ from bridge.probe import expiry_iso
 from bridge.mappings import IDENTITY_FIELDS, STATES, Mapping
 from bridge.strm import StrmError
 from bridge.timeutil import parse_iso, to_iso
+from bridge.validate import INT64_MAX, InvalidValue, check_storable, parse_json, require_int, require_text
 
 MAX_PAGE = 1000
+MAX_NUMBER = 2**31 - 1
+"""Largest season or episode number a registration may carry."""
+MAX_PATH_TEXT = 65_536
+"""Longest path string read from a request; the file system's own limits are checked after (422)."""
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; any charset Python knows, strict JSON, bounded nesting, else 400."""
+    raw = await request.read()  # the body limit (413) applies here
+    charset = (request.charset or "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        try:
+            raw = raw.decode(charset)  # type: ignore[assignment]
+        except LookupError:
+            raise bad_request(f"unknown charset {charset[:40]!r}", "invalid_json") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise bad_request(f"body is not {charset[:40]} text: {exc}"[:300], "invalid_json") from None
     try:
-        body = await request.json(loads=json.loads)
-    except web.HTTPException:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"body is not valid JSON: {exc}", "invalid_json") from None
+        body = parse_json(raw)
+    except InvalidValue as exc:
+        raise bad_request(str(exc)[:500], "invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("body must be a JSON object", "invalid_json")
     return body
 
+
+def query_text(request: web.Request, name: str, max_length: int = MAX_PATH_TEXT) -> str | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return require_text(raw, f"query parameter {name}", max_length)
+    except InvalidValue as exc:
+        raise bad_request(str(exc)) from None
+
+
+def path_int(request: web.Request, name: str = "id") -> int:
+    """An integer path segment that SQLite can bind (an id past 64 bits is a 400, not an OverflowError)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.lstrip("-").isdigit() and len(raw) <= 20):
+        raise bad_request(f"{name} must be an integer, got {raw[:64]!r}")
+    try:
+        return require_int(int(raw), name, -INT64_MAX, INT64_MAX)
+    except InvalidValue as exc:
+        raise bad_request(str(exc)) from None
 
 def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.query.get(name)
@@ -45,24 +77,25 @@ def public_mapping(mapping: Mapping) -> dict[str, Any]:
     return dict(mapping)
 
 
-def _optional_str(body: dict[str, Any], name: str) -> str | None:
+def _optional_str(body: dict[str, Any], name: str, max_length: int = 4096) -> str | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise bad_request(f"{name} must be a string", "invalid_field")
-    return value
+    try:
+        return require_text(value, name, max_length)
+    except InvalidValue as exc:
+        raise bad_request(str(exc), "invalid_field") from None
 
 
 def _optional_int(body: dict[str, Any], name: str) -> int | None:
+    """An integer, or a string of ASCII digits (generators send both); `"²".isdigit()` is not enough."""
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        raise bad_request(f"{name} must be an integer", "invalid_field")
-    return value
+    try:
+        return require_int(value, name, 0, MAX_NUMBER, digits_ok=True)
+    except InvalidValue as exc:
+        raise bad_request(str(exc), "invalid_field") from None
 
 
 def mapping_from_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +108,8 @@ def mapping_from_body(body: dict[str, Any]) -> dict[str, Any]:
         if not body.get(required):
             raise bad_request(f"{required} is required", "missing_field")
     fields: dict[str, Any] = {
-        "strm_path": _optional_str(body, "strm_path"),
-        "resolved_url": _optional_str(body, "resolved_url"),
+        "strm_path": _optional_str(body, "strm_path", MAX_PATH_TEXT),
+        "resolved_url": _optional_str(body, "resolved_url", MAX_PATH_TEXT),
         "site": _optional_str(body, "site"),
         "slug": _optional_str(body, "slug"),
         "season": _optional_int(body, "season"),
@@ -86,15 +119,20 @@ def mapping_from_body(body: dict[str, Any]) -> dict[str, Any]:
     }
     for name in ("provider_used", "source_url"):
         if name in body:
-            fields[name] = _optional_str(body, name)
+            fields[name] = _optional_str(body, name, MAX_PATH_TEXT if name == "source_url" else 4096)
     headers = body.get("resolved_headers")
     if headers is not None:
         if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise bad_request("resolved_headers must be an object of string values", "invalid_field")
+        try:
+            check_storable(headers, "resolved_headers")
+        except InvalidValue as exc:
+            raise bad_request(str(exc), "invalid_field") from None
         fields["resolved_headers"] = headers
     if body.get("expires_at") is not None:
+        expires = _optional_str(body, "expires_at", 64)
         try:
-            fields["expires_at"] = to_iso(parse_iso(str(body["expires_at"])))
+            fields["expires_at"] = to_iso(parse_iso(expires or ""))
         except ValueError:
             raise bad_request("expires_at must be an ISO-8601 time", "invalid_field") from None
     return fields
@@ -109,8 +147,8 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         limit = query_int(request, "limit", 100, 1, MAX_PAGE)
         offset = query_int(request, "offset", 0, 0, 2**62)
         rows, total = services.store.search(
-            path=request.query.get("path") or None,
-            slug=request.query.get("slug") or None,
+            path=query_text(request, "path"),
+            slug=query_text(request, "slug", 4096),
             season=query_int(request, "season", None, 0, 100_000),
             state=state or None,
             limit=limit or 100,
@@ -122,10 +160,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
 
     async def get_mapping(request: web.Request) -> web.Response:
         services = request.app[key]
-        try:
-            mapping_id = int(request.match_info["id"])
-        except ValueError:
-            raise bad_request("mapping id must be an integer") from None
+        mapping_id = path_int(request)
         mapping = services.store.get(mapping_id)
         if mapping is None:
             raise ApiError(404, "not_found", f"no mapping with id {mapping_id}")

@@ -9,6 +9,7 @@ from bridge.api import query_int, read_json_object
 from bridge.errors import ApiError, bad_request
 from bridge.selection import SelectionError, parse_selection, resolve_selection
 from bridge.strm import StrmError
+from bridge.validate import InvalidValue, encodable, require_text
 
 
 def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
@@ -40,7 +41,10 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
 
     async def get_job(request: web.Request) -> web.Response:
         services = request.app[key]
-        job = services.jobs.get(request.match_info["id"], items_limit=query_int(request, "limit", 1000, 1, 100_000) or 1000,
+        job_id = request.match_info["id"]
+        if not encodable(job_id) or len(job_id) > 200:
+            raise ApiError(404, "not_found", "no such job")
+        job = services.jobs.get(job_id, items_limit=query_int(request, "limit", 1000, 1, 100_000) or 1000,
                                 items_offset=query_int(request, "offset", 0, 0, 2**62) or 0)
         if job is None:
             raise ApiError(404, "not_found", "no such job")
@@ -55,6 +59,10 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         path = body.get("path")
         if not isinstance(path, str) or not path:
             raise bad_request("path is required", "missing_field")
+        try:
+            path = require_text(path, "path", 65_536)
+        except InvalidValue as exc:
+            raise bad_request(str(exc), "invalid_field") from None
         mapping = services.store.by_path(path)
         if mapping is None:
             try:

@@ -48,6 +48,8 @@ def guard_middleware_for(services: Services) -> Callable[..., Any]:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.transport is not None:  # the address we are reached on: never a probe or write target
+            services.egress.note_socket(request.transport.get_extra_info("sockname"))
         try:
             accepted = accepted_tokens(services, request.path)
             if accepted is not None and not token_matches(presented_token(request), accepted):

@@ -24,9 +24,17 @@ def presented_token(request: web.Request) -> str | None:
 
 
 def token_matches(presented: str | None, accepted: list[str]) -> bool:
+    """Constant-time comparison against every accepted token.
+
+    aiohttp hands an undecodable header over with surrogate escapes; such a value cannot equal a configured
+    token (which is text), so it is refused like a wrong one rather than failing to encode.
+    """
     if not presented:
         return False
-    given = presented.encode()
+    try:
+        given = presented.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     ok = False
     for token in accepted:
         if token:

@@ -60,11 +60,12 @@ def serve(config: Config, host: str | None, port: int | None, log_format: str | 
     from bridge.app import RedactingAccessLogger, create_app
     from bridge.logsetup import setup_logging
     from bridge.startup import bind_socket, check_database_location, summary
-    from bridge.wiring import build_resolvers, build_services
+    from bridge.wiring import build_egress, build_resolvers, build_services
 
     setup_logging(log_format or config.log.format, config.log.level)
+    egress = build_egress(config)
     try:
-        chain = build_resolvers(config)
+        chain = build_resolvers(config, egress)
     except ConfigError as exc:
         if debug_enabled():
             raise
@@ -73,7 +74,8 @@ def serve(config: Config, host: str | None, port: int | None, log_format: str | 
     bind_host = host or config.server.host
     bind_port = port or config.server.port
     sock = bind_socket(bind_host, bind_port)
-    services = build_services(config, resolvers=chain)
+    services = build_services(config, resolvers=chain, egress=egress)
+    services.egress.add_listener(*sock.getsockname()[:2])  # the address really bound: never a probe target
     app = create_app(services)
     for line in summary(config, bind_host, bind_port):
         click.echo(line)

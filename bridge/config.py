@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from bridge.egress import Egress
 from bridge.links import compile_patterns
 from bridge.locations import CONFIG_ENV, DATA_ENV, database_path
 
@@ -153,6 +154,10 @@ class RefreshConfig:
     check_interval_seconds: float = 0.0
     """Scheduled link health check (0 = off): each round probes the rows checked longest ago and records them."""
     check_concurrency: int = 8
+    deny_hosts: list[str] = field(default_factory=list)
+    """Host names (`.example.com` for subdomains too), IPs and CIDR ranges never probed, followed or written."""
+    allow_hosts: list[str] = field(default_factory=list)
+    """When set, only these (same forms); empty allows every host not denied. The bridge itself: never."""
 
 
 @dataclass(frozen=True)
@@ -397,6 +402,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("detector.failure_window_seconds: must be > 0, detector.min_progress_seconds: >= 0")
     if not 0 < config.refresh.mass_failure_ratio <= 1:
         raise ConfigError("refresh.mass_failure_ratio: must be in (0, 1]")
+    try:
+        Egress.from_lists(config.refresh.deny_hosts, config.refresh.allow_hosts)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     for key, value in (("server.api_token", config.server.api_token),
                        ("jellyfin.webhook_token", config.jellyfin.webhook_token),
                        ("plex.webhook_token", config.plex.webhook_token),

@@ -18,6 +18,7 @@ from aiohttp import web
 from bridge.errors import ApiError
 from bridge.events import Ignored, PlaybackEvent
 from bridge.timeutil import now_iso
+from bridge.validate import InvalidValue
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,28 @@ def event_from_json(text: str) -> PlaybackEvent:
     return PlaybackEvent(**data)
 
 
-def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False) -> int:
-    """Insert one event; `settled` stores it as already processed (a start the detector needs nothing more of)."""
-    now = now_iso()
+def encode_event(event: PlaybackEvent) -> str:
+    """The stored form of an event; InvalidValue when it holds what JSON cannot carry.
+
+    orjson refuses integers past 64 bits, lone surrogates (which `json.loads` lets through from `\ud800`
+    escapes) and very deep nesting: that is the sender's fault and must be a 400, not a 500 at insert time.
+    """
     # the event's fields are already JSON types: a shallow dump avoids dataclasses.asdict's deep copy, and
     # orjson takes 1 µs where json takes 7, on every webhook
+    try:
+        return orjson.dumps(event.__dict__, default=str).decode()
+    except orjson.JSONEncodeError as exc:
+        raise InvalidValue(f"the event cannot be stored: {exc}") from None
+
+
+def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False,
+                payload: str | None = None) -> int:
+    """Insert one event; `settled` stores it as already processed (a start the detector needs nothing more of)."""
+    now = now_iso()
     cursor = conn.execute(
         "insert into events (source, kind, item_id, payload, received_at, processed_at, outcome)"
         " values (?, ?, ?, ?, ?, ?, ?)",
-        (event.source, event.kind, event.item_id, orjson.dumps(event.__dict__, default=str).decode(), now,
+        (event.source, event.kind, event.item_id, payload if payload is not None else encode_event(event), now,
          now if settled else None, "no_failure" if settled else None),
     )
     if commit:
@@ -61,8 +75,9 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
     if event.kind not in processor.kinds_used(event.source):
         services.metrics.webhook(event.source, "ignored")
         return None
+    payload = encode_event(event)  # before detection: a refused event must leave the detector untouched
     signal, settled = processor.detect(event)
-    event_id = store_event(services.db.conn, event, commit=False, settled=settled)
+    event_id = store_event(services.db.conn, event, commit=False, settled=settled, payload=payload)
     committed = services.store.group_commit.wait()
     # the heal starts alongside the commit, not after it: its first database write joins the same transaction
     processor.dispatch(event_id, event, signal)
@@ -85,7 +100,11 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
             services.metrics.webhook(source, "ignored")
             log.debug("%s webhook ignored: %s", source, event.reason)
             return ignored_response(event.reason)
-        event_id = await accept_event(services, event)
+        try:
+            event_id = await accept_event(services, event)
+        except InvalidValue as exc:  # only encode_event raises it: nothing was stored or detected
+            log.info("%s webhook refused: %s", source, exc)
+            raise ApiError(400, "invalid_payload", str(exc)) from None
         if event_id is None:
             return ignored_response(f"{event.raw_kind or event.kind} events are not used")
         return web.Response(body=b'{"status": "accepted", "event_id": %d}' % event_id, status=202,

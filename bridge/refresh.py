@@ -23,6 +23,7 @@ from bridge.cache import ResolveCache
 from bridge.config import RefreshConfig
 from bridge.db import atomic
 from bridge.health import record_probe
+from bridge.egress import Egress, EgressDenied
 from bridge.mappings import Identity, Mapping, MappingStore
 from bridge.metrics import Metrics
 from bridge.probe import ProbeResult, expiry_iso, probe
@@ -102,6 +103,7 @@ class RefreshPipeline:
         on_rewritten: Callable[[Mapping], Awaitable[list[tuple[str, str]]]] | None = None,
         resolver_timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        egress: Egress | None = None,
     ) -> None:
         self.store = store
         self.library = library
@@ -113,6 +115,7 @@ class RefreshPipeline:
         """Called with each rewritten row before the batch's commit; must not commit: its writes ride on that one."""
         self.resolver_timeout = resolver_timeout
         self.clock = clock
+        self.egress = egress if egress is not None else Egress()
         self.breakers = {r.name: CircuitBreaker(config.breaker_threshold, config.breaker_reset_seconds, clock) for r in resolvers}
         self.guard = MassFailureGuard(config.mass_failure_window_seconds, config.mass_failure_min_attempts,
                                       config.mass_failure_ratio, clock)
@@ -130,10 +133,9 @@ class RefreshPipeline:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
-                headers={"User-Agent": "strm-bridge"},
-            )
+            # every connection, each redirect hop included, passes the egress guard (never the bridge itself)
+            self._session = self.egress.session(connector_args={"limit": 64, "ttl_dns_cache": 300},
+                                                headers={"User-Agent": "strm-bridge"})
         return self._session
 
     @property
@@ -493,6 +495,7 @@ class RefreshPipeline:
                         resolved = await resolver.resolve(request)
                     resolved = replace(resolved, resolver=resolver.name)
                     validate_url(resolved.url)
+                    await self.egress.check_url(resolved.url)
                     if self.config.probe_new_url:
                         check = await self._probe(resolved.url, {"resolved_headers": resolved.headers})
                         if check.status == "legal" and resolved.provider:
@@ -500,13 +503,14 @@ class RefreshPipeline:
                             errors.append(f"{resolver.name}: provider {resolved.provider} answered 451")
                             continue
                         if check.status != "alive":
-                            raise ResolverError(f"new URL does not answer: {check.status} {check.http_status or ''}".strip())
+                            raise ResolverError(f"new URL does not answer: {check.status} {check.http_status or ''}".strip()
+                                                + (f" ({check.error})" if check.error else ""))
                 except EpisodeNotFound as exc:
                     breaker.success()  # an authoritative answer is not a resolver fault
                     not_found += 1
                     errors.append(f"{resolver.name}: episode not found ({exc})")
                     break
-                except (ResolverError, InvalidUrl, TimeoutError) as exc:
+                except (ResolverError, InvalidUrl, EgressDenied, TimeoutError) as exc:
                     breaker.failure()
                     self.cache.invalidate(identity)
                     detail = str(exc) or type(exc).__name__

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from sqlite_utils import Database
 
 from bridge.config import Config
+from bridge.egress import Egress
 from bridge.links import LinkRules
 from bridge.mappings import MappingStore
 from bridge.metrics import Metrics
@@ -49,6 +50,8 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    egress: Egress = field(default_factory=Egress)
+    """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
 
     def __post_init__(self) -> None:
         self.store = MappingStore(self.db)

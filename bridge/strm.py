@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from bridge.validate import InvalidValue, check_path_length, encodable
+
 TEMP_PREFIX = ".strm-bridge-"
 TEMP_SUFFIX = ".tmp"
 MAX_URL_LENGTH = 16 * 1024
 MAX_SWEPT_FOLDERS = 100_000
 ABANDONED_AFTER_SECONDS = 600
+TEMP_STEM_BYTES = 96
+"""Bytes of the target's name kept in its temp file's name (prefix, pid and random tag take about 40 more)."""
 _FORBIDDEN_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -60,6 +64,12 @@ class NotStrmFile(StrmError):
     code = "not_strm_file"
 
 
+class InvalidPath(StrmError):
+    """NUL, text that is not valid Unicode, or longer than the file system's NAME_MAX/PATH_MAX."""
+
+    code = "invalid_path"
+
+
 def validate_url(url: str) -> str:
     """Return the URL if Jellyfin would accept it from a .strm: one absolute http(s) URL, no whitespace."""
     if not isinstance(url, str) or not url:
@@ -68,7 +78,10 @@ def validate_url(url: str) -> str:
         raise InvalidUrl(f"URL is longer than {MAX_URL_LENGTH} characters")
     if _FORBIDDEN_IN_URL.search(url):
         raise InvalidUrl("URL contains whitespace or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced "[" or an invalid IPv6 literal
+        raise InvalidUrl(f"URL cannot be parsed: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
         raise InvalidUrl(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
     if not parts.hostname:
@@ -77,6 +90,8 @@ def validate_url(url: str) -> str:
         parts.port
     except ValueError:
         raise InvalidUrl("URL has an invalid port") from None
+    if not encodable(url):
+        raise InvalidUrl("URL is not valid Unicode (lone surrogate)")
     return url
 
 
@@ -125,6 +140,8 @@ class Library:
         if not self.roots:
             raise NoRoots("library.roots is not configured: no .strm file may be written", path)
         raw = os.fspath(path)
+        if "\x00" in raw or not encodable(raw):  # realpath would raise ValueError / UnicodeEncodeError
+            raise InvalidPath("path contains a NUL character or is not valid Unicode", repr(raw))
         if not os.path.isabs(raw):
             raise OutsideRoots(f"{raw} is not an absolute path", raw)
         if ".." in raw.split(os.sep):
@@ -182,7 +199,13 @@ class Library:
         """Everything `write` checks, without writing: for API validation before storing anything."""
         if url is not None:
             validate_url(url)
-        return self.check_path(path)
+        real = self.check_path(path)
+        try:
+            check_path_length(os.fspath(path))
+            check_path_length(str(real))
+        except InvalidValue as exc:
+            raise InvalidPath(str(exc), path) from None
+        return real
 
 
 def _within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
@@ -224,7 +247,7 @@ def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None, *, 
             finally:
                 os.close(fd)
     mode = 0o644 if st is None else stat.S_IMODE(st.st_mode)
-    temp = f"{TEMP_PREFIX}{name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    temp = f"{TEMP_PREFIX}{_temp_stem(name)}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
@@ -249,6 +272,14 @@ def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None, *, 
         raise
     os.fsync(dir_fd)
     return True
+
+
+def _temp_stem(name: str) -> str:
+    """The target's name, cut so the temp name fits NAME_MAX even when the target's name is at the limit."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= TEMP_STEM_BYTES:
+        return name
+    return encoded[:TEMP_STEM_BYTES].decode("utf-8", "ignore")
 
 
 def _fd_path(fd: int) -> str | None:

@@ -26,7 +26,10 @@ def parse_iso(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past datetime.max in UTC
+        raise ValueError(f"{text[:64]!r} is outside the range of representable times") from None
 
 
 def to_epoch(text: str) -> float:

@@ -12,6 +12,7 @@ from bridge.auth import ensure_api_token
 from bridge.cache import ResolveCache
 from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
+from bridge.egress import Egress
 from bridge.events import FailureDetector
 from bridge.health import LinkChecker
 from bridge.jobs import JobRunner
@@ -19,7 +20,7 @@ from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
 from bridge.refresh import RefreshPipeline
 from bridge.rescan import RescanQueue, Target
-from bridge.resolvers.base import Resolver
+from bridge.resolvers.base import Resolver, ResolverContext
 from bridge.resolvers.registry import create_chain
 from bridge.services import Services
 from bridge.sweep import Sweeper
@@ -66,21 +67,28 @@ def _secret_values(table: dict[str, Any], everything: bool = False) -> list[str]
     return found
 
 
-def build_resolvers(config: Config) -> list[Resolver]:
+def build_egress(config: Config) -> Egress:
+    egress = Egress.from_lists(config.refresh.deny_hosts, config.refresh.allow_hosts)
+    egress.add_listener(config.server.host, config.server.port)
+    return egress
+
+
+def build_resolvers(config: Config, egress: Egress | None = None) -> list[Resolver]:
     try:
-        return create_chain(config.refresh.resolvers, config.resolvers)
+        return create_chain(config.refresh.resolvers, config.resolvers, ResolverContext(egress=egress))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def build_services(config: Config, *, api_token: str | None = None, resolvers: list[Resolver] | None = None,
-                   extra_targets: dict[str, Target] | None = None) -> Services:
+                   extra_targets: dict[str, Target] | None = None, egress: Egress | None = None) -> Services:
     """`resolvers` and `extra_targets` let tests and benchmarks plug in-process ones beside the configured."""
-    chain = resolvers if resolvers is not None else build_resolvers(config)
+    egress = egress if egress is not None else build_egress(config)
+    chain = resolvers if resolvers is not None else build_resolvers(config, egress)
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     install_redaction(secrets_of(config, token))
-    services = Services(config=config, db=db, api_token=token)
+    services = Services(config=config, db=db, api_token=token, egress=egress)
     services.cache = ResolveCache(config.cache.ttl_seconds)
     targets: dict[str, Target] = {}
     locators: dict[str, Locator] = {}
@@ -89,7 +97,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.rescan = RescanQueue(db, targets, services.library, metrics=services.metrics)
     services.pipeline = RefreshPipeline(
         services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
-        on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False),
+        on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False), egress=egress,
     )
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,

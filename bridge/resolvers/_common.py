@@ -11,6 +11,8 @@ import re
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
+
 from bridge.resolvers.base import Resolved, ResolverError
 from bridge.timeutil import from_epoch, parse_iso, to_iso
 
@@ -207,3 +209,10 @@ def tail(data: bytes, limit: int = 300) -> str:
     if len(text) > limit:
         text = "…" + text[-limit:]
     return text
+
+
+def client_session(egress: Any, **kwargs: Any) -> aiohttp.ClientSession:
+    """Through the bridge's egress guard when the registry handed one over (never a call to the bridge itself)."""
+    if egress is not None:
+        return egress.session(**kwargs)
+    return aiohttp.ClientSession(**kwargs)

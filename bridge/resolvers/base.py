@@ -50,4 +50,6 @@ class ResolverContext:
     """What the registry hands to a resolver factory besides its own options section."""
 
     user_agent: str = "strm-bridge"
+    egress: Any = None
+    """A bridge.egress.Egress: resolvers that make HTTP calls open their sessions through it."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.resolvers._common import MIB, Options, parse_json_answer, redact_url, request_fields
+from bridge.resolvers._common import MIB, Options, client_session, parse_json_answer, redact_url, request_fields
 from bridge.resolvers.base import EpisodeNotFound, Resolved, ResolverContext, ResolveRequest, ResolverError
 
 OPTIONS = ("url", "headers", "timeout_seconds", "max_response_bytes")
@@ -29,13 +29,14 @@ class HttpResolver:
         self.timeout = opts.number("timeout_seconds", 10.0)
         self.max_bytes = opts.integer("max_response_bytes", MIB, minimum=1)
         self.user_agent = (context or ResolverContext()).user_agent
+        self.egress = (context or ResolverContext()).egress
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         """Created on first use because a ClientSession must be born inside the running loop."""
         if self._session is None or self._session.closed:
             headers = {"User-Agent": self.user_agent, "Accept": "application/json", **self.headers}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session = client_session(self.egress, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
 
     async def resolve(self, request: ResolveRequest) -> Resolved:

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import aiohttp
 from yarl import URL
 
-from bridge.resolvers._common import Options, is_http_url, redact_url, source_url_of
+from bridge.resolvers._common import Options, client_session, is_http_url, redact_url, source_url_of
 from bridge.resolvers.base import EpisodeNotFound, Resolved, ResolverContext, ResolveRequest, ResolverError
 
 OPTIONS = ("timeout_seconds", "headers", "max_redirects")
@@ -32,11 +32,13 @@ class RedirectResolver:
         self.headers = opts.string_dict("headers")
         self.max_redirects = opts.integer("max_redirects", 10, minimum=0)
         self.user_agent = (context or ResolverContext()).user_agent
+        self.egress = (context or ResolverContext()).egress
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+            self._session = client_session(
+                self.egress,
                 headers={"User-Agent": self.user_agent, **self.headers},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             )

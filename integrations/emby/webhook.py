@@ -9,12 +9,13 @@ the item is. Events strm-bridge does not use (`library.new`, `item.rate`, `syste
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.events import EventKind, Ignored, PlaybackEvent
+from bridge.validate import InvalidValue, bounded_int, finite_number, parse_json
 
 TICKS_PER_SECOND = 10_000_000
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -33,9 +34,9 @@ class EmbyWebhookError(ValueError):
 
 def _decode(text: str, where: str) -> dict[str, Any]:
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EmbyWebhookError(f"{where} is not valid JSON: {exc}") from None
+        payload = parse_json(text, where)
+    except InvalidValue as exc:
+        raise EmbyWebhookError(str(exc)) from None
     if not isinstance(payload, dict):
         raise EmbyWebhookError(f"{where} must be a JSON object, got {type(payload).__name__}")
     return payload
@@ -46,8 +47,8 @@ async def read_emby_body(request: web.Request) -> dict[str, Any]:
     if request.content_type in FORM_TYPES:
         try:
             form = await request.post()  # 413 (HTTPRequestEntityTooLarge) propagates to the app
-        except ValueError as exc:
-            raise EmbyWebhookError(f"malformed form body: {exc}") from None
+        except (ValueError, LookupError, AssertionError, HttpProcessingError) as exc:
+            raise EmbyWebhookError(f"malformed form body: {type(exc).__name__}: {exc}"[:300]) from None
         data = form.get("data")
         if data is None:
             raise EmbyWebhookError("form body has no 'data' field")
@@ -65,13 +66,8 @@ async def read_emby_body(request: web.Request) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    """Within 64 bits only: `"²".isdigit()` is true, and a longer number cannot be stored."""
+    return bounded_int(value)
 
 
 def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
@@ -80,8 +76,10 @@ def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _seconds(ticks: Any) -> float | None:
-    if isinstance(ticks, (int, float)) and not isinstance(ticks, bool) and ticks >= 0:
-        return ticks / TICKS_PER_SECOND
+    """Ticks within 64 bits only: a 400-digit integer would overflow the float division."""
+    number = finite_number(ticks)
+    if number is not None and number >= 0:
+        return number / TICKS_PER_SECOND
     return None
 
 

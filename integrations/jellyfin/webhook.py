@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from bridge.events import EventKind, Ignored, PlaybackEvent
+from bridge.validate import MAX_JSON_DEPTH, bounded_int, nested_deeper_than
 
 SOURCE = "jellyfin"
 TICKS_PER_SECOND = 10_000_000
@@ -108,6 +109,11 @@ def _load(body: bytes, content_type: str) -> dict[str, Any]:
     return data
 
 
+def _too_deep(data: dict[str, Any]) -> bool:
+    """Only nested values are walked: the plugin's payloads are flat, so this costs nothing on real traffic."""
+    return any(isinstance(v, (dict, list)) and nested_deeper_than(v, MAX_JSON_DEPTH - 1) for v in data.values())
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -129,22 +135,10 @@ def _bool(value: Any) -> bool:
 
 
 def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    """Numbers arrive as ints or (from the template) strings; one past 64 bits is dropped, not stored."""
+    if type(value) is int and -(2**63) <= value < 2**63:  # the common case, without the helper's checks
         return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
-        text = value.strip()
-        if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-        return int(number) if number.is_integer() else None
-    return None
+    return bounded_int(value)
 
 
 def _unescape(value: str | None) -> str | None:
@@ -158,6 +152,8 @@ def _seconds(ticks: int | None) -> float | None:
 def parse_webhook(body: bytes, content_type: str) -> PlaybackEvent | Ignored:
     """One plugin request → a PlaybackEvent, or `Ignored` for a valid notification that is not about playback."""
     raw = _load(body, content_type)
+    if _too_deep(raw):
+        raise WebhookError(f"payload is nested deeper than {MAX_JSON_DEPTH} levels")
     data = {key.lower(): value for key, value in raw.items()}  # the plugin's dictionary is case-insensitive
 
     type_value = _text(data.get("notificationtype"))

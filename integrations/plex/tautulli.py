@@ -13,11 +13,13 @@ strm-bridge does not use (`on_watched`, `on_created`, `on_intdown`, ...) are ack
 from __future__ import annotations
 
 import json
+import math
 import re
 from importlib import resources
 from typing import Any
 
 from bridge.events import EventKind, Ignored, PlaybackEvent
+from bridge.validate import INT64_MAX, bounded_int
 from integrations.plex.webhook import WebhookError
 
 # `{action}` is the trigger name without "on_"; users who type the trigger name itself are accepted too.
@@ -51,7 +53,8 @@ def _text(body: dict[str, Any], key: str) -> str:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    """ASCII digits within 64 bits (`"²".isdigit()` is true, and int() refuses it)."""
+    return bounded_int(text, 0, INT64_MAX) if text.isascii() and text.isdigit() else None
 
 
 def _ms(body: dict[str, Any], key: str) -> float | None:
@@ -62,7 +65,7 @@ def _ms(body: dict[str, Any], key: str) -> float | None:
         value = float(text)
     except ValueError:
         raise WebhookError(f"{key} must be milliseconds, got {text[:64]!r}") from None
-    if value != value or value < 0:  # NaN or negative
+    if not math.isfinite(value) or value < 0:  # NaN, inf ("1e400") or negative
         raise WebhookError(f"{key} must be milliseconds, got {text[:64]!r}")
     return value / 1000.0
 
@@ -71,8 +74,9 @@ def _runtime(body: dict[str, Any]) -> float | None:
     """`duration_sec` (seconds) where the template has it, else `duration` (minutes); None when 0 or unknown."""
     for key, scale in (("duration_sec", 1.0), ("duration", 60.0)):
         text = _text(body, key)
-        if text.isdigit() and int(text) > 0:
-            return int(text) * scale
+        number = _int(text)
+        if number:
+            return number * scale
     return None
 
 
@@ -87,7 +91,7 @@ def tautulli_event(body: dict[str, Any]) -> PlaybackEvent | Ignored:
     if kind == "other":
         return Ignored(f"Tautulli on_{action.removeprefix('on_')[:64]} notifications are not used")
     rating_key = _text(body, "rating_key")
-    if not rating_key.isdigit():
+    if _int(rating_key) is None:
         if _FOREIGN_KEY.match(rating_key):
             return Ignored(f"rating_key {rating_key!r} is not a library item's (no library has hex keys)")
         raise WebhookError(f"rating_key must be a number, got {str(body.get('rating_key'))[:64]!r}")

@@ -10,13 +10,15 @@ are well formed: they come back as `Ignored` with the reason, never as an error.
 """
 from __future__ import annotations
 
-import json
+import math
 import re
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.events import EventKind, Ignored, PlaybackEvent
+from bridge.validate import INT64_MAX, InvalidValue, bounded_int, parse_json
 
 MIB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = MIB
@@ -78,7 +80,7 @@ async def read_plex_multipart(
         raise WebhookError(f"expected a multipart/form-data body (Plex webhook), got {request.content_type or 'none'}")
     try:
         reader = await request.multipart()
-    except (ValueError, KeyError, AssertionError) as exc:
+    except (ValueError, KeyError, AssertionError, LookupError, HttpProcessingError) as exc:
         raise WebhookError(f"malformed multipart body: {exc}") from None
     payload_raw: bytes | None = None
     charset = "utf-8"
@@ -104,28 +106,29 @@ async def read_plex_multipart(
                 read_total += await _discard(part, budget)
     except WebhookError:
         raise
-    except (ValueError, AssertionError, LookupError) as exc:  # aiohttp's parser raises these on bad framing
-        raise WebhookError(f"malformed multipart body: {exc}") from None
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # aiohttp's part parser raises these on bad framing; InvalidHeader and LineTooLong are not ValueErrors
+        raise WebhookError(f"malformed multipart body: {type(exc).__name__}: {exc}"[:300]) from None
     if payload_raw is None:
         raise WebhookError("multipart body has no 'payload' field")
     try:
-        payload = json.loads(payload_raw.decode(charset))
-    except (UnicodeDecodeError, LookupError, json.JSONDecodeError) as exc:
-        raise WebhookError(f"'payload' field is not valid JSON: {exc}") from None
+        payload = parse_json(payload_raw.decode(charset), "'payload' field")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise WebhookError(f"'payload' field is not text in {charset[:40]!r}: {exc}"[:300]) from None
+    except InvalidValue as exc:
+        raise WebhookError(str(exc)) from None
     if not isinstance(payload, dict):
         raise WebhookError(f"'payload' field must be a JSON object, got {type(payload).__name__}")
     return payload
 
 
 def _int(value: Any) -> int | None:
-    """Plex mixes strings and ints for numbers (ratingKey is a string, librarySectionID an int)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    """Plex mixes strings and ints for numbers (ratingKey is a string, librarySectionID an int).
+
+    Only non-negative values within 64 bits count: `"²".isdigit()` is true and a 400-digit offset would
+    overflow the position's float division.
+    """
+    return bounded_int(value, 0, INT64_MAX)
 
 
 def _obj(payload: dict[str, Any], name: str) -> dict[str, Any]:
@@ -175,7 +178,7 @@ def plex_event(payload: dict[str, Any]) -> PlaybackEvent | Ignored:
 
     position: float | None = None
     offset = metadata.get("viewOffset")
-    offset_ms = _int(offset) if not isinstance(offset, float) else int(offset)
+    offset_ms = _int(round(offset) if isinstance(offset, float) and math.isfinite(offset) else offset)
     if offset_ms is not None:
         position = offset_ms / 1000.0
     duration = _int(metadata.get("duration"))

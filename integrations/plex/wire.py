@@ -1,7 +1,6 @@
 """Switching Plex and Tautulli on: webhook routes, the optional alert listener, locator and partial-scan target."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from bridge.events import Ignored, PlaybackEvent
 from bridge.intake import accept_event, webhook_handler
 from bridge.pathmap import PathMap
 from bridge.services import Services
+from bridge.validate import InvalidValue, parse_json
 from integrations.plex.alerts import PlexAlertListener
 from integrations.plex.client import PlexClient
 from integrations.plex.locator import PlexLocator
@@ -29,9 +29,9 @@ def wire(services: Services, targets: dict[str, Any], locators: dict[str, Any]) 
 
     async def parse_tautulli(request: web.Request) -> PlaybackEvent | Ignored:
         try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise WebhookError(f"Tautulli body is not JSON: {exc}") from None
+            body = parse_json(await request.read(), "Tautulli body")
+        except InvalidValue as exc:
+            raise WebhookError(str(exc)) from None
         if not isinstance(body, dict):
             raise WebhookError("Tautulli body must be a JSON object")
         return tautulli_event(body)

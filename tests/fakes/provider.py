@@ -107,6 +107,7 @@ class FakeProvider:
         app.router.add_get("/hls/{key:.+}/v0/seg{index:[0-9]+}.ts", self._hls_segment)
         app.router.add_get("/chain/{hops:[0-9]+}", self._chain)
         app.router.add_get("/gone", self._gone)
+        app.router.add_route("*", "/open-redirect", self._open_redirect)
         # Short shutdown: a test that leaves a request hanging must not stall teardown for a minute.
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
@@ -373,3 +374,7 @@ class FakeProvider:
         if self._modes.get(key) == "dead_segments":
             return web.Response(status=404, text="segment gone")
         return self._serve_bytes(request, ts_segment(key, int(request.match_info["index"][:6])), "video/mp2t")
+
+    async def _open_redirect(self, request: web.Request) -> web.StreamResponse:
+        """`?to=<url>`: the open redirect many hosters have, which a hostile answer uses to point anywhere."""
+        raise web.HTTPFound(location=request.query.get("to", "/gone"))
