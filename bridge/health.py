@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import aiohttp
 
+from bridge.egress import Egress
 from bridge.links import LinkRules
 from bridge.mappings import Mapping, MappingStore
 from bridge.probe import ProbeResult, probe
@@ -83,28 +84,34 @@ class LinkChecker:
 
     def __init__(self, store: MappingStore, *, concurrency: int = 8, timeout: float = 5.0,
                  indirection_timeout: float | None = None, links: LinkRules | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 egress: Egress | None = None, session: aiohttp.ClientSession | None = None) -> None:
         self.store = store
         self.conn = store.conn
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.indirection_timeout = indirection_timeout or timeout
         self.links = links or LinkRules()
+        self.egress = egress if egress is not None else Egress()
         self._session = session
         self._owns_session = session is None
 
     @classmethod
-    def from_config(cls, store: MappingStore, config: Any, links: LinkRules | None = None, **overrides: Any) -> "LinkChecker":
+    def from_config(cls, store: MappingStore, config: Any, links: LinkRules | None = None,
+                    egress: Egress | None = None, **overrides: Any) -> "LinkChecker":
+        if egress is None:
+            egress = Egress.from_lists(config.refresh.deny_hosts, config.refresh.allow_hosts)
+            egress.add_listener(config.server.host, config.server.port)
         options = {"concurrency": config.refresh.check_concurrency, "timeout": config.refresh.probe_timeout_seconds,
                    "indirection_timeout": config.refresh.indirection_timeout_seconds,
-                   "links": links or LinkRules.from_config(config)}
+                   "links": links or LinkRules.from_config(config), "egress": egress}
         options.update({k: v for k, v in overrides.items() if v is not None})
         return cls(store, **options)
 
     async def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(64, self.concurrency), ttl_dns_cache=300),
+            # every connection, redirect hops included, passes the egress guard (deny/allow hosts, never the bridge)
+            self._session = self.egress.session(
+                connector_args={"limit": max(64, self.concurrency), "ttl_dns_cache": 300},
                 headers={"User-Agent": "strm-bridge"})
             self._owns_session = True
         return self._session

@@ -103,7 +103,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
                                margin_seconds=config.refresh.sweep_margin_seconds,
                                concurrency=config.refresh.concurrency,
-                               checker=LinkChecker.from_config(services.store, config, services.links),
+                               checker=LinkChecker.from_config(services.store, config, services.links, egress),
                                check_interval_seconds=config.refresh.check_interval_seconds)
     services.processor = EventProcessor(
         db, FailureDetector(config.detector.failure_window_seconds, config.detector.min_progress_seconds),

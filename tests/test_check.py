@@ -179,3 +179,15 @@ def test_check_interval_is_validated(tmp_path: Path) -> None:
     path = write_config(tmp_path, "[refresh]\ncheck_interval_seconds = -1\n")
     with pytest.raises(ConfigError, match="refresh.check_interval_seconds"):
         load_config(path, env={})
+
+
+async def test_check_respects_deny_hosts(library_root: Path, db, fake_provider: FakeProvider) -> None:  # type: ignore[no-untyped-def]
+    from bridge.egress import Egress
+
+    store = MappingStore(db)
+    m = add_mapping(store, library_root, fake_provider, 1, expired=False)
+    checker = LinkChecker(store, timeout=2, egress=Egress.from_lists(["127.0.0.1"]))
+    report = await checker.check([m["id"]])
+    await checker.close()
+    assert report.items[0].finding == "error" and "refused to connect" in report.items[0].detail
+    assert fake_provider.media_requests == [] and store.get(m["id"])["state"] == "ok"

@@ -219,7 +219,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         ids = resolve_selection(services.store, selection)
         if not ids:
             return _render("_check.html", request, {"run": None, "label": label})
-        checker = LinkChecker.from_config(services.store, services.config, services.links)
+        checker = LinkChecker.from_config(services.store, services.config, services.links, services.egress)
         run = request.app[CHECKS].start(ids, checker)
         return _render("_check.html", request, {"run": run, "label": label})
 
