@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import retire
 from bridge.errors import ApiError, bad_request
 from bridge.probe import expiry_iso
 from bridge.mappings import IDENTITY_FIELDS, STATES, Mapping
@@ -184,6 +185,42 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         mapping = services.store.upsert(fields)
         return web.json_response(public_mapping(mapping), status=200 if existed else 201)
 
+    async def delete_mapping(request: web.Request) -> web.Response:
+        """Retire one mapping; its .strm file stays where it is."""
+        services = request.app[key]
+        raw = request.match_info["id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise bad_request("mapping id must be a positive integer")
+        mapping = services.store.get(int(raw))
+        if mapping is None:
+            raise ApiError(404, "not_found", f"no mapping with id {raw}")
+        try:
+            retire.delete_one(services.store, mapping)
+        except retire.RetireError as exc:
+            raise ApiError(409, exc.code, str(exc)) from None
+        return web.json_response({"deleted": public_mapping(mapping)})
+
+    async def prune_mappings(request: web.Request) -> web.Response:
+        """`{"missing": true, "dry_run": true}` lists what would go; without dry_run it goes."""
+        services = request.app[key]
+        body = await read_json_object(request)
+        unknown = sorted(set(body) - {"missing", "dry_run"})
+        if unknown:
+            raise bad_request(f"unknown field(s): {', '.join(unknown)}", "invalid_field")
+        for flag in ("missing", "dry_run"):
+            if not isinstance(body.get(flag, False), bool):
+                raise bad_request(f"{flag} must be true or false", "invalid_field")
+        if not body.get("missing"):
+            raise bad_request('say what to prune: {"missing": true} (mappings whose .strm file is gone)',
+                              "invalid_selection")
+        try:
+            report = retire.prune_missing(services.store, services.library, dry_run=bool(body.get("dry_run")))
+        except retire.RetireError as exc:
+            raise ApiError(409, exc.code, str(exc)) from None
+        return web.json_response(report.as_dict())
+
     app.router.add_get("/api/mappings", list_mappings)
     app.router.add_post("/api/mappings", post_mapping)
+    app.router.add_post("/api/mappings/prune", prune_mappings)
     app.router.add_get("/api/mappings/{id}", get_mapping)
+    app.router.add_delete("/api/mappings/{id}", delete_mapping)

@@ -161,6 +161,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+from bridge.cli_mappings import register as _register_mapping_commands  # noqa: E402
+
+_register_mapping_commands(mappings, with_config)
+
+
 @mappings.command("list")
 @with_config
 @click.option("--path", default=None, help="Only files under this path prefix.")

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 from sqlite_utils import Database
 
 from bridge.db import GroupCommit, atomic
+from bridge.strm import Library
 from bridge.timeutil import now_iso, to_iso
 
 IDENTITY_FIELDS = ("site", "slug", "season", "episode", "language", "provider")
@@ -81,10 +82,12 @@ def _decode(row: dict[str, Any] | None) -> Mapping | None:
 class MappingStore:
     """All reads and writes of `mappings` and `refresh_log` go through here."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, library: "Library | None" = None) -> None:
         self.db = db
         self.conn = db.conn
         self.group_commit = GroupCommit(db.conn)
+        self.library = library
+        """The roots guard for `move`; None only in tests that build a bare store."""
 
     # ---- reads -------------------------------------------------------------------------------------
     def _one(self, sql: str, params: Iterable[Any]) -> Mapping | None:
@@ -153,7 +156,8 @@ class MappingStore:
     def expiring_ids(self, margin_seconds: float, now: datetime | None = None, limit: int = 1000) -> list[int]:
         horizon = to_iso((now or datetime.now(UTC)) + timedelta(seconds=margin_seconds))
         rows = self.conn.execute(
-            "select id from mappings where expires_at is not null and expires_at <= ? and state != 'refreshing'"
+            "select id from mappings where expires_at is not null and expires_at <= ?"
+            " and state not in ('refreshing', 'missing')"
             " order by expires_at limit ?",
             (horizon, limit),
         ).fetchall()
@@ -272,6 +276,28 @@ class MappingStore:
         for columns, rows in shapes.items():
             assignments = ", ".join(f"{c} = ?" for c in columns)
             self.conn.executemany(f"update mappings set {assignments} where id = ?", rows)
+
+    def check_path(self, strm_path: str) -> None:
+        """Raise the StrmError that says why `strm_path` may not be a mapping's path (outside the roots, ...)."""
+        if self.library is not None:
+            self.library.check_path(strm_path)
+
+    def move(self, mapping_id: int, strm_path: str, *, commit: bool = True) -> None:
+        """Change a mapping's path; only ever to a path inside `library.roots` (raises StrmError otherwise)."""
+        self.check_path(strm_path)
+        self.update(mapping_id, {"strm_path": strm_path}, commit=commit)
+
+    def delete(self, mapping_ids: list[int]) -> int:
+        """Retire mappings (never their files); their refresh log goes with them (it references the row), in one
+        commit. Events and job items keep the id as history: a job reads a retired row as gone."""
+        total = 0
+        with atomic(self.conn):
+            for first in range(0, len(mapping_ids), 500):
+                chunk = mapping_ids[first:first + 500]
+                marks = ", ".join("?" for _ in chunk)
+                self.conn.execute(f"delete from refresh_log where mapping_id in ({marks})", chunk)
+                total += self.conn.execute(f"delete from mappings where id in ({marks})", chunk).rowcount
+        return total
 
     def log_refresh_many(self, entries: list[dict[str, Any]]) -> None:
         """Refresh-log lines for a write batch in one statement; keys as `log_refresh` takes them; no commit."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.mappings import Mapping, MappingStore
-from bridge.strm import read_strm
+from bridge.strm import StrmError, read_strm
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ def match_mapping(
         if found:
             return Match(found, "strm_path")
         if local_path.endswith(".strm"):
+            try:  # before the file is even read: a webhook must not make us look outside the library
+                store.check_path(local_path)
+            except StrmError as exc:
+                log.warning("item path %s refused: %s", local_path, exc)
+                return Match(None, None, f"item path {local_path} is refused ({exc.code}: {exc});"
+                                         " no mapping is matched or moved by it")
             try:
                 current = read_strm(local_path)
             except OSError:
@@ -52,7 +58,7 @@ def match_mapping(
                 candidates = store.by_url(current)
                 if len(candidates) == 1:
                     moved = candidates[0]
-                    store.update(moved["id"], {"strm_path": local_path})
+                    store.move(moved["id"], local_path)
                     log.info("mapping %s moved from %s to %s (matched by file URL)", moved["id"], moved["strm_path"], local_path)
                     return Match(store.get(moved["id"]), "file_url", f"moved from {moved['strm_path']}")
     if url:

@@ -6,7 +6,8 @@ else, including an outcome added later and not listed here, is a failure: cron m
 """
 from __future__ import annotations
 
-OK_OUTCOMES = frozenset({"refreshed", "unchanged", "alive", "cooldown", "would_refresh", "in_progress"})
+OK_OUTCOMES = frozenset({"refreshed", "unchanged", "alive", "cooldown", "would_refresh", "in_progress",
+                         "not_owned", "own_link"})  # a stable link left alone: nothing to do, nothing failed
 
 
 def is_failure(outcome: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +24,15 @@ from bridge.cache import ResolveCache
 from bridge.config import RefreshConfig
 from bridge.db import atomic
 from bridge.health import record_probe
+from bridge.links import Link, LinkRules
 from bridge.egress import Egress, EgressDenied
 from bridge.mappings import Identity, Mapping, MappingStore
 from bridge.metrics import Metrics
 from bridge.probe import ProbeResult, expiry_iso, probe
 from bridge.redact import redact_url
 from bridge.resolvers.base import EpisodeNotFound, ResolveRequest, Resolved, Resolver, ResolverError
-from bridge.strm import InvalidUrl, Library, StrmError, read_strm, remove_temp_files, validate_url
+from bridge.strm import (AnchorMissing, FileMissing, InvalidUrl, KeptLink, Library, StrmError, read_strm,
+                         remove_temp_files, validate_url)
 from bridge.timeutil import now_iso, to_epoch
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
 MAX_PROVIDER_SWITCHES = 3
+NO_RESOLVER = "no resolvers configured (refresh.resolvers is empty): nothing was changed"
+INDIRECTION_DOWN = frozenset({500, 501, 503})
+"""A stable link's own server failing (its upstream answers are passed on as 4xx or 502)."""
 WRITE_THREADS = 4
 """File writes are fsync-bound: past a few threads each write only waits longer; own pool, so a hung resolver
 thread or a slow media-server call never delays a write."""
@@ -51,7 +57,9 @@ MAX_COOLDOWN_ENTRIES = 20_000
 class RefreshOutcome:
     mapping_id: int
     outcome: str
-    """refreshed | unchanged | alive | cooldown | backoff | guarded | not_found | failed | would_refresh | in_progress"""
+    """refreshed | unchanged | alive | cooldown | backoff | guarded | not_found | failed | would_refresh | in_progress
+    | no_resolver | missing | anchor_missing | not_owned (a stable link: dry run, or found at write time)
+    | upstream_dead | indirection_down | link_refused | own_link (a stable link's probe; its file is never written)"""
     detail: str = ""
     old_url: str | None = None
     new_url: str | None = None
@@ -103,6 +111,7 @@ class RefreshPipeline:
         on_rewritten: Callable[[Mapping], Awaitable[list[tuple[str, str]]]] | None = None,
         resolver_timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        links: LinkRules | None = None,
         egress: Egress | None = None,
     ) -> None:
         self.store = store
@@ -115,6 +124,8 @@ class RefreshPipeline:
         """Called with each rewritten row before the batch's commit; must not commit: its writes ride on that one."""
         self.resolver_timeout = resolver_timeout
         self.clock = clock
+        self.links = links if links is not None else LinkRules()
+        """Which links are ours to replace: AniBridge's, stable_link_patterns and our own are never written."""
         self.egress = egress if egress is not None else Egress()
         self.breakers = {r.name: CircuitBreaker(config.breaker_threshold, config.breaker_reset_seconds, clock) for r in resolvers}
         self.guard = MassFailureGuard(config.mass_failure_window_seconds, config.mass_failure_min_attempts,
@@ -239,9 +250,18 @@ class RefreshPipeline:
         mapping = self.store.get(mapping_id)
         if mapping is None:
             return RefreshOutcome(mapping_id, "not_found", "no such mapping")
+        absent = self._absent(mapping)
+        if absent is not None:
+            return RefreshOutcome(mapping_id, absent[0], absent[1], old_url=mapping.get("resolved_url"))
+        link = self.links.classify(mapping.get("resolved_url"))
+        if not link.owned:
+            return RefreshOutcome(mapping_id, "not_owned", f"{link.detail}: a refresh probes it and never rewrites"
+                                  " the file", old_url=link.url)
         gated = self._gate(mapping, force)
         if gated is not None:
             return gated
+        if not self.resolvers and self.cache.get(Identity.of(mapping)) is None:
+            return RefreshOutcome(mapping_id, "no_resolver", NO_RESOLVER, old_url=mapping.get("resolved_url"))
         if self._needs_probe(mapping, reason, force):
             result = await self._probe(mapping["resolved_url"], mapping)
             record_probe(self.store, mapping, result)  # a dry run writes no file but keeps what it learned
@@ -274,6 +294,13 @@ class RefreshPipeline:
             mapping = self.store.get(mapping_id)
         if mapping is None:
             return RefreshOutcome(mapping_id, "not_found", "no such mapping")
+        absent = self._absent(mapping)
+        if absent is not None:
+            return self._leave(mapping, trigger, reason, absent[0], absent[1], started, started_at,
+                               {"state": "missing"} if absent[0] == "missing" else {})
+        link = self.links.classify(mapping.get("resolved_url"))
+        if not link.owned:  # with force too: such a file is never replaced as a side effect
+            return await self._judge_indirection(mapping, link, trigger, reason, started, started_at)
         gated = self._gate(mapping, force)
         if gated is not None:
             return self._finish(gated, trigger, started)
@@ -319,8 +346,56 @@ class RefreshPipeline:
                 return self._finish(RefreshOutcome(mapping_id, "unchanged", "resolver returned the current URL",
                                                    old_url=old_url, new_url=resolved.url), trigger, started)
         except _Failed as failure:
+            if failure.outcome == "no_resolver":  # nothing could be tried: not a failure of the link or the row
+                return self._leave(mapping, trigger, reason, "no_resolver", failure.detail, started, started_at, {})
             return self._failed(mapping, trigger, reason, failure, started_at, started)
         return _Write(mapping, trigger, reason, resolved, started, started_at, done)
+
+    def _absent(self, mapping: Mapping) -> tuple[str, str] | None:
+        """("missing", why) when the file is gone while its library is there; ("anchor_missing", why) when the
+        library itself is not (an unmounted share is not a deleted file); None when the file exists."""
+        path = mapping.get("strm_path") or ""
+        if not path or os.path.lexists(path):
+            return None
+        try:
+            self.library.check_anchors()
+        except AnchorMissing as exc:
+            return "anchor_missing", f"{exc}: {path} not judged"
+        root = next((r for r in self.library.roots if path == str(r) or path.startswith(str(r).rstrip(os.sep) + os.sep)),
+                    None)
+        if root is None:
+            return None  # outside the roots: the write refuses it with the precise reason
+        if not root.is_dir():
+            return "anchor_missing", f"library root {root} is not there (unmounted?): {path} not judged"
+        return "missing", (f"{path} is gone (deleted or moved): not re-created;"
+                           " `strm-bridge mappings prune --missing` retires the mapping")
+
+    def _leave(self, mapping: Mapping, trigger: str, reason: str, outcome: str, detail: str, started: float,
+               started_at: str, fields: dict[str, Any], probe_status: str | None = None) -> RefreshOutcome:
+        """An attempt that writes no file: the row gets `fields` (and the check time), the log gets its line."""
+        self.store.update(mapping["id"], {**fields, "last_checked_at": now_iso()}, commit=False)
+        self.store.log_refresh(mapping["id"], trigger=trigger, reason=reason, outcome=outcome,
+                               old_url=mapping.get("resolved_url"), error=None if outcome == "alive" else detail[:1000],
+                               duration_ms=(time.perf_counter() - started) * 1000, started_at=started_at)
+        return self._finish(RefreshOutcome(mapping["id"], outcome, detail, old_url=mapping.get("resolved_url"),
+                                           probe_status=probe_status), trigger, started)
+
+    async def _judge_indirection(self, mapping: Mapping, link: Link, trigger: str, reason: str, started: float,
+                                 started_at: str) -> RefreshOutcome:
+        """A link strm-bridge does not own: ask it once (AniBridge re-resolves its upstream on that very request
+        when it is dead), record what it answered, and leave the file byte for byte as it is."""
+        if link.kind == "own":
+            return self._leave(mapping, trigger, reason, "own_link", f"the file holds {link.detail}: never probed,"
+                               " followed or rewritten", started, started_at, {})
+        headers = mapping.get("resolved_headers") if isinstance(mapping.get("resolved_headers"), dict) else None
+        result = await probe(self.session, link.url, headers=headers, timeout=self.config.indirection_timeout_seconds)
+        outcome, detail, state = indirection_verdict(link, result)
+        fields: dict[str, Any] = {"last_status": result.status}
+        if state:
+            fields["state"] = state
+        if outcome != "alive":
+            log.warning("mapping %s: %s", mapping["id"], detail)
+        return self._leave(mapping, trigger, reason, outcome, detail, started, started_at, fields, result.status)
 
     def _failed(self, mapping: Mapping, trigger: str, reason: str, failure: _Failed, started_at: str,
                 started: float) -> RefreshOutcome:
@@ -405,7 +480,8 @@ class RefreshPipeline:
         for write in chunk:
             try:
                 # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped
-                results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False))
+                results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False,
+                                                  create=False, keep=self._kept))
             except Exception as exc:
                 results.append(exc)
         return results
@@ -425,8 +501,17 @@ class RefreshPipeline:
             "fail_count": 0,
         }
 
+    def _kept(self, current_url: str) -> bool:
+        """Runs in a writer thread on what the file holds right before the write: True leaves it alone."""
+        return not self.links.owned(current_url)
+
     def _write_failed(self, write: _Write, exc: BaseException) -> RefreshOutcome:
         mapping = write.mapping
+        if isinstance(exc, (FileMissing, KeptLink)):  # deleted, or given a stable link, since the decision
+            missing = isinstance(exc, FileMissing)
+            state = "missing" if missing else (mapping.get("state") or "unknown")
+            return self._leave(mapping, write.trigger, write.reason, "missing" if missing else "not_owned", str(exc),
+                               write.started, write.started_at, {"state": state})
         self.store.update(mapping["id"], {"state": mapping.get("state") or "unknown"}, commit=False)
         if isinstance(exc, StrmError):
             detail = f"{exc.code}: {exc}"
@@ -476,7 +561,7 @@ class RefreshPipeline:
         ):
             return cached
         if not self.resolvers:
-            raise _Failed("failed", "no resolvers configured (refresh.resolvers is empty)")
+            raise _Failed("no_resolver", NO_RESOLVER)
         errors: list[str] = []
         not_found = 0
         for resolver in self.resolvers:
@@ -566,3 +651,19 @@ class RefreshPipeline:
             report.append({"mapping_id": mapping["id"], "action": action, "temp_files_removed": removed})
         return report
 
+
+
+def indirection_verdict(link: Link, result: ProbeResult) -> tuple[str, str, str | None]:
+    """(outcome, detail, new state or None) for the probe of a link strm-bridge does not own."""
+    code = result.http_status
+    kept = "the file is left as it is"
+    if result.status == "alive":
+        return "alive", f"{link.detail} answers {code}; {kept}", "ok"
+    if code is None or code in INDIRECTION_DOWN:
+        why = result.error or f"{code}"
+        return "indirection_down", f"{link.detail}: its server is down or failing ({why}); {kept}", None
+    if code == 401:
+        return "link_refused", (f"{link.detail} refused the link (401: its signature or API key is no longer"
+                                f" accepted); {kept}"), "dead"
+    again = " after re-resolving it for this request" if link.re_resolves else ""
+    return "upstream_dead", f"{link.detail} answered {code}{again}: its upstream is dead; {kept}", "dead"

@@ -54,8 +54,8 @@ class Services:
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
 
     def __post_init__(self) -> None:
-        self.store = MappingStore(self.db)
         self.library = Library(self.config.library.roots, self.config.library.anchors)
+        self.store = MappingStore(self.db, self.library)
         self.links = LinkRules.from_config(self.config)
 
     def body_limit_for(self, path: str) -> int:

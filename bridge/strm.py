@@ -11,7 +11,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 from bridge.validate import InvalidValue, check_path_length, encodable
@@ -62,6 +62,18 @@ class AnchorMissing(StrmError):
 
 class NotStrmFile(StrmError):
     code = "not_strm_file"
+
+
+class FileMissing(StrmError):
+    """The .strm is gone (deleted by the user or moved by Sonarr): a refresh never re-creates it."""
+
+    code = "missing"
+
+
+class KeptLink(StrmError):
+    """The file holds a link strm-bridge does not own (a stable link): it is never replaced as a side effect."""
+
+    code = "not_owned"
 
 
 class InvalidPath(StrmError):
@@ -153,8 +165,13 @@ class Library:
             raise OutsideRoots(f"{raw} is outside the library roots", raw)
         return lexical
 
-    def write(self, path: str | os.PathLike[str], url: str, *, compare: bool = True) -> bool:
+    def write(self, path: str | os.PathLike[str], url: str, *, compare: bool = True, create: bool = True,
+              keep: Callable[[str], bool] | None = None) -> bool:
         """Atomically make `path` hold `url`; returns False when it already did (nothing written).
+
+        `create=False` refuses (FileMissing) when the file is not there; `keep(current_url)` returning True
+        refuses (KeptLink) to replace what the file holds now: both are checked on the folder descriptor the
+        write uses, right before it, so a file deleted or given a stable link meanwhile is left alone.
 
         The folder is opened once and everything after the checks happens relative to that descriptor, so the
         folder that was checked is the folder written (no symlink swapped in between), and a write costs a
@@ -175,12 +192,21 @@ class Library:
                 st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
                 st = None
+            if st is None and not create:
+                raise FileMissing(f"{lexical} does not exist (deleted or moved): not re-created", lexical)
             if st is None or not stat.S_ISLNK(st.st_mode):
+                if keep is not None and st is not None:
+                    _refuse_kept(_read_in(dir_fd, name), keep, lexical)
                 return write_in(dir_fd, name, (url + "\n").encode("utf-8"), st, compare=compare)
         finally:
             os.close(dir_fd)
         # the file itself is a symlink: write its real target, which must be inside the roots too
-        return write_atomic(self.check_path(lexical), url + "\n")
+        target = self.check_path(lexical)
+        if not create and not target.exists():
+            raise FileMissing(f"{lexical} points at {target}, which does not exist: not re-created", lexical)
+        if keep is not None and target.exists():
+            _refuse_kept(read_strm(target), keep, lexical)
+        return write_atomic(target, url + "\n")
 
     def _sweep_once(self, dir_fd: int, folder: str) -> None:
         """Delete temp files an earlier process left in this folder, the first time this process writes there.
@@ -206,6 +232,22 @@ class Library:
         except InvalidValue as exc:
             raise InvalidPath(str(exc), path) from None
         return real
+
+
+def _read_in(dir_fd: int, name: str) -> str | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return parse_strm(os.read(fd, MAX_URL_LENGTH * 4).decode("utf-8-sig", errors="replace"))
+    finally:
+        os.close(fd)
+
+
+def _refuse_kept(current: str | None, keep: Callable[[str], bool], path: str) -> None:
+    if current and keep(current):
+        raise KeptLink(f"{path} holds a link strm-bridge does not own: left as it is", path)
 
 
 def _within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:

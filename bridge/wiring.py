@@ -97,7 +97,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.rescan = RescanQueue(db, targets, services.library, metrics=services.metrics)
     services.pipeline = RefreshPipeline(
         services.store, services.library, chain, config.refresh, cache=services.cache, metrics=services.metrics,
-        on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False), egress=egress,
+        on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False), links=services.links,
+        egress=egress,
     )
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,

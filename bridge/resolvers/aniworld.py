@@ -10,6 +10,11 @@ Episode pages (checked against aniworld 5.3.0 `config.py`):
   s.to         https://serienstream.to/serie/<slug>/staffel-<n>/episode-<m>     (SERIENSTREAM_EPISODE_PATTERN;
                s.to is a retired host the package rewrites onto serienstream.to, and there is no /stream/)
 Season 0 on aniworld.to means the films page: .../<slug>/filme/film-<m>.
+  megakino     only from the page URL (`source_url`): the package's MegaKinoEpisode takes
+               https://megakino<...>/(films|serials|action)/<id>-<name>.html (MEGAKINO_SERIES_PATTERN) and picks a
+               serial's episode with a `#mkep=<n>` suffix; German Dub only. There is no slug-to-page rule (AniBridge
+               looks slugs up in the site's sitemap), so a megakino identity without that URL is refused.
+Any other site is refused with an error that names it: it must never be sent to another site's pages.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ NOT_INSTALLED = "resolvers.aniworld: the 'aniworld' package is not installed; pi
 
 ANIWORLD_SITES = ("aniworld.to", "aniworld", "www.aniworld.to")
 STO_SITES = ("s.to", "sto", "serienstream.to", "serienstream", "serienstream.cx")
+MEGAKINO_SITE = re.compile(r"^(?:www\.)?megakino[\w-]*(?:\.[a-z0-9.-]+)?$")
+"""AniBridge's site name `megakino`, or one of the site's rotating hostnames (megakino1.to, megakino.cx, ...)."""
 
 # Our identities carry a language as a code or a label; the package wants its own labels (config.LANG_LABELS).
 _LANGUAGE_ALIASES = {
@@ -45,12 +52,28 @@ def language_label(value: str) -> str | None:
     return _LANGUAGES.get(key)
 
 
+def site_kind(site: str | None) -> str | None:
+    """aniworld | sto | megakino for the sites this resolver knows; None for any other."""
+    name = (site or "").strip().lower()
+    if name in ANIWORLD_SITES:
+        return "aniworld"
+    if name in STO_SITES:
+        return "sto"
+    if MEGAKINO_SITE.match(name):
+        return "megakino"
+    return None
+
+
 def episode_url(site: str, slug: str, season: int, episode: int) -> str:
-    if site in ANIWORLD_SITES:
+    """The episode page for aniworld.to and s.to; ValueError for any other site (megakino has no such rule)."""
+    kind = site_kind(site)
+    if kind == "aniworld":
         if season == 0:
             return f"https://aniworld.to/anime/stream/{slug}/filme/film-{episode}"
         return f"https://aniworld.to/anime/stream/{slug}/staffel-{season}/episode-{episode}"
-    return f"https://serienstream.to/serie/{slug}/staffel-{season}/episode-{episode}"
+    if kind == "sto":
+        return f"https://serienstream.to/serie/{slug}/staffel-{season}/episode-{episode}"
+    raise ValueError(f"no episode page rule for site {site!r}")
 
 
 class AniworldResolver:
@@ -72,7 +95,10 @@ class AniworldResolver:
         except ImportError:
             raise ValueError(NOT_INSTALLED) from None
         self._config = aniworld_config
-        self._episode_classes = {"aniworld": AniworldEpisode, "sto": SerienstreamEpisode}
+        self._episode_classes: dict[str, type] = {"aniworld": AniworldEpisode, "sto": SerienstreamEpisode}
+        megakino = _megakino_support()
+        if megakino is not None:  # aniworld 5.x ships it; an older package simply does not offer the site
+            self._episode_classes["megakino"] = megakino
         supported = tuple(getattr(aniworld_config, "SUPPORTED_PROVIDERS", ())) + DEFAULT_PROVIDERS
         self._canonical = {provider.lower(): provider for provider in supported}
         providers = opts.string_list("providers", list(DEFAULT_PROVIDERS))
@@ -95,15 +121,19 @@ class AniworldResolver:
                 order.append(canonical)
         return order
 
+    def supported_sites(self) -> str:
+        return ", ".join(["aniworld.to", "s.to (serienstream.to)", *(["megakino"] if "megakino" in
+                                                                   self._episode_classes else [])])
+
     def _target(self, request: ResolveRequest) -> tuple[type, str, str]:
         identity = request.identity
         site = (identity.site or "").strip().lower()
-        if site in ANIWORLD_SITES:
-            kind = "aniworld"
-        elif site in STO_SITES:
-            kind = "sto"
-        else:
-            raise ResolverError(f"{self.name}: site {identity.site!r} is not aniworld.to or s.to")
+        kind = site_kind(site)
+        if kind is None or kind not in self._episode_classes:
+            raise ResolverError(f"{self.name}: site {identity.site!r} is not supported (it resolves"
+                                f" {self.supported_sites()}); nothing was sent anywhere")
+        if kind == "megakino":
+            return self._megakino_target(request)
         if not identity.slug or identity.season is None or identity.episode is None:
             raise ResolverError(f"{self.name}: identity needs slug, season and episode")
         wanted = self.language or identity.language or "German Dub"
@@ -114,6 +144,23 @@ class AniworldResolver:
             raise ResolverError(f"{self.name}: s.to offers only German Dub and English Dub, not {label}")
         url = episode_url(site, identity.slug, int(identity.season), int(identity.episode))
         return self._episode_classes[kind], url, label
+
+    def _megakino_target(self, request: ResolveRequest) -> tuple[type, str, str]:
+        page = (request.source_url or "").strip()
+        pattern = getattr(self._config, "MEGAKINO_SERIES_PATTERN", None)
+        if not page or pattern is None or not pattern.match(page.split("#", 1)[0]):
+            raise ResolverError(f"{self.name}: megakino resolves only from the title's page URL as source_url"
+                                " (https://megakino.../films/<id>-<name>.html or .../serials/...), got"
+                                f" {redact_url(page) if page else 'none'}")
+        wanted = self.language or request.identity.language or "German Dub"
+        label = language_label(wanted)
+        if label != "German Dub":
+            raise ResolverError(f"{self.name}: megakino offers only German Dub, not {wanted}")
+        page = page.split("#", 1)[0]
+        episode = request.identity.episode
+        if "/serials/" in page.lower() and episode is not None:
+            page = f"{page}#mkep={int(episode)}"
+        return self._episode_classes["megakino"], page, label
 
     async def resolve(self, request: ResolveRequest) -> Resolved:
         episode_cls, url, label = self._target(request)
@@ -162,8 +209,19 @@ class AniworldResolver:
         """The package keeps one global session for the process; nothing of ours to release."""
 
 
+def _megakino_support() -> type | None:
+    try:
+        import aniworld.config as aniworld_config
+        from aniworld.models import MegaKinoEpisode
+    except ImportError:
+        return None
+    return MegaKinoEpisode if getattr(aniworld_config, "MEGAKINO_SERIES_PATTERN", None) is not None else None
+
+
 def _offered(episode: Any) -> int:
     """Runs in a worker thread: fetches and parses the episode page, which the package then keeps."""
+    if episode.provider_data is None:  # megakino: a page without player sources
+        return 0
     return sum(len(links) for links in dict(getattr(episode.provider_data, "_data", episode.provider_data)).values())
 
 

@@ -241,7 +241,7 @@ async def test_serienstream_has_no_subtitled_versions(web: FakeWeb) -> None:
 
 
 async def test_other_sites_and_incomplete_identities_are_refused(web: FakeWeb) -> None:
-    with pytest.raises(ResolverError, match="not aniworld.to or s.to"):
+    with pytest.raises(ResolverError, match="site .example.org. is not supported"):
         await AniworldResolver({}).resolve(make_request(site="example.org"))
     with pytest.raises(ResolverError, match="needs slug, season and episode"):
         await AniworldResolver({}).resolve(make_request(site="aniworld.to", episode=None))
@@ -262,3 +262,93 @@ async def test_live_aniworld() -> None:
     resolved = await resolver.resolve(aw_request())
     assert resolved.url.startswith(("http://", "https://"))
     assert resolved.provider in ("VOE", "Filemoon", "Vidmoly", "Vidoza", "Doodstream")
+
+
+# ---- routing by site -------------------------------------------------------------------------------------------
+MEGAKINO_FILM = "https://megakino1.to/films/4711-der-film.html"
+MEGAKINO_SERIAL = "https://megakino1.to/serials/815-die-serie.html"
+
+
+class MegakinoWeb:
+    """The megakino model fetches its page with `niquests.get` (a token request first); recorded here."""
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        self.pages = pages
+        self.fetched: list[str] = []
+
+    def get(self, url: str, **kwargs: Any) -> FakeResponse:
+        self.fetched.append(url)
+        if url.endswith("/index.php?yg=token"):
+            response = FakeResponse(url=url)
+            response.cookies = {}  # type: ignore[attr-defined]
+            return response
+        if url in self.pages:
+            return FakeResponse(url=url, text=self.pages[url])
+        raise AssertionError(f"unexpected network access: {url}")
+
+
+@pytest.fixture
+def megakino(web: FakeWeb, monkeypatch: pytest.MonkeyPatch) -> MegakinoWeb:
+    import aniworld.models.megakino.series as megakino_series
+
+    fake = MegakinoWeb({
+        MEGAKINO_FILM: ('<div class="tabs-block__select"><span>VOE</span></div>'
+                        '<div class="tabs-block__content"><iframe src="https://voe.sx/e/film"></iframe></div>'),
+        MEGAKINO_SERIAL: ('<select class="flex-grow-1 se-select"><option value="ep1">Folge 1</option>'
+                          '<option value="ep2">Folge 2</option></select>'
+                          '<select id="ep1" class="mr-select"><option value="https://voe.sx/e/s-1">VOE</option></select>'
+                          '<select id="ep2" class="mr-select"><option value="https://voe.sx/e/s-2">VOE</option></select>'),
+    })
+    monkeypatch.setattr(megakino_series.niquests, "get", fake.get)
+    for name in ("film", "s-1", "s-2"):
+        web.redirects[f"https://voe.sx/e/{name}"] = f"https://voe.example/e/{name}"
+        web.streams[f"https://voe.example/e/{name}"] = f"https://cdn.voe.example/{name}/master.m3u8"
+    return fake
+
+
+def test_each_site_goes_to_its_own_pages() -> None:
+    from aniworld.models import AniworldEpisode, MegaKinoEpisode, SerienstreamEpisode
+
+    resolver = AniworldResolver({})
+    targets = {site: resolver._target(make_request("x", 1, 2, site=site)) for site in
+               ("aniworld.to", "AniWorld.to", "s.to", "serienstream.to")}
+    assert targets["aniworld.to"][:2] == targets["AniWorld.to"][:2] == (
+        AniworldEpisode, "https://aniworld.to/anime/stream/x/staffel-1/episode-2")
+    assert targets["s.to"][:2] == targets["serienstream.to"][:2] == (
+        SerienstreamEpisode, "https://serienstream.to/serie/x/staffel-1/episode-2")
+    serial = resolver._target(make_request("die-serie", 1, 2, site="megakino", source_url=MEGAKINO_SERIAL))
+    assert serial == (MegaKinoEpisode, MEGAKINO_SERIAL + "#mkep=2", "German Dub")
+    film = resolver._target(make_request("der-film", None, None, site="megakino1.to", source_url=MEGAKINO_FILM))
+    assert film == (MegaKinoEpisode, MEGAKINO_FILM, "German Dub")
+    assert "megakino" in resolver.supported_sites()
+
+
+async def test_megakino_film_and_serial_episode_resolve_through_the_package(web: FakeWeb, megakino: MegakinoWeb) -> None:
+    resolver = AniworldResolver({})
+    film = await resolver.resolve(make_request("der-film", None, None, site="megakino", source_url=MEGAKINO_FILM))
+    assert film.url == "https://cdn.voe.example/film/master.m3u8" and film.provider == "VOE"
+    episode = await resolver.resolve(make_request("die-serie", 1, 2, site="megakino", source_url=MEGAKINO_SERIAL))
+    assert episode.url == "https://cdn.voe.example/s-2/master.m3u8"  # the second episode, not the first
+    assert MEGAKINO_FILM in megakino.fetched and MEGAKINO_SERIAL in megakino.fetched
+    assert not [u for u in web.fetched if "aniworld.to" in u or "serienstream" in u]  # nothing went to another site
+
+
+@pytest.mark.parametrize("site, source_url, message", [
+    ("burningseries.to", None, "site 'burningseries.to' is not supported"),
+    ("", None, "site '' is not supported"),
+    ("megakino", None, "megakino resolves only from the title's page URL"),
+    ("megakino", "https://serienstream.to/serie/x/staffel-1/episode-2", "megakino resolves only from"),
+])
+async def test_unknown_sites_are_refused_naming_them(web: FakeWeb, site: str, source_url: str | None,
+                                                     message: str) -> None:
+    with pytest.raises(ResolverError, match=message):
+        await AniworldResolver({}).resolve(make_request("x", 1, 2, site=site, source_url=source_url))
+    assert web.fetched == []
+    with pytest.raises(ResolverError, match="megakino offers only German Dub"):
+        await AniworldResolver({}).resolve(make_request("x", 1, 2, site="megakino", language="English Sub",
+                                                        source_url=MEGAKINO_FILM))
+
+
+def test_episode_url_has_no_fallback_site() -> None:
+    with pytest.raises(ValueError, match="no episode page rule for site 'megakino'"):
+        episode_url("megakino", "x", 1, 2)
