@@ -160,3 +160,28 @@ async def test_pages_render_with_data(client, library_root: Path, fake_provider)
     assert "https://cdn.example/a?…" in log and "SECRET1" not in log and "SECRET2" not in log
     page = await client.get("/ui/integrations", cookies=jar)
     assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+def test_search_index_follows_inserts_renames_and_deletes(db) -> None:  # type: ignore[no-untyped-def]
+    from bridge.mappings import MappingStore
+    from bridge.web.queries import mapping_page
+
+    store = MappingStore(db)
+    a = store.upsert({"strm_path": "/media/Frieren/S01E01.strm", "slug": "frieren", "site": "aniworld.to",
+                      "season": 1, "episode": 1})
+    store.upsert({"strm_path": "/media/Oshi/S01E01.strm", "slug": "oshi-no-ko", "site": "aniworld.to",
+                  "season": 1, "episode": 1})
+    assert [r["id"] for r in mapping_page(db.conn, q="FRIER").rows] == [a["id"]]  # case-insensitive substring
+    assert mapping_page(db.conn, q="S01E01").total == 2
+    assert mapping_page(db.conn, q='no"quote').total == 0  # quotes are data, not query syntax
+    db.conn.execute("update mappings set strm_path = '/media/Sousou/S01E01.strm', slug = 'sousou' where id = ?",
+                    (a["id"],))
+    store.update(a["id"], {"state": "dead"})  # a state change leaves the index alone
+    assert mapping_page(db.conn, q="frieren").total == 0 and mapping_page(db.conn, q="sousou").total == 1
+    assert mapping_page(db.conn, q="sousou", state="dead").total == 1
+    assert mapping_page(db.conn, q="sousou", state="ok").total == 0
+    db.conn.execute("delete from mappings where id = ?", (a["id"],))
+    assert mapping_page(db.conn, q="sousou").total == 0 and mapping_page(db.conn, q="oshi").total == 1
+    assert mapping_page(db.conn, q="os").total == 1  # two characters: a plain substring scan
+    plan = " ".join(str(r) for r in db.conn.execute("explain query plan select state, count(*) from mappings group by state"))
+    assert "idx_mappings_state" in plan

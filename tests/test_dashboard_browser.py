@@ -1,4 +1,4 @@
-"""The dashboard driven in real headless Chromium (Debian's, through Playwright) against a live bridge.
+"""The dashboard driven in real headless Chromium (Debian's, through Playwright for Python) against a live bridge.
 
 Each test logs in as a user would; screenshots of the main pages go to $STRM_BRIDGE_SCREENSHOTS, else
 build/screenshots/ (gitignored).
@@ -26,10 +26,25 @@ SHOTS = Path(os.environ.get("STRM_BRIDGE_SCREENSHOTS") or Path(__file__).resolve
 WAIT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-dev-shm-usage"]}
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Playwright started and stopped by this module: the sync API runs an event loop in this thread while it
+    is up, which would break the pytest-asyncio tests that follow if it stayed up for the whole session (as
+    pytest-playwright's session-scoped fixtures keep it)."""
+    with playwright_sync.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture

@@ -44,27 +44,28 @@ class Horizon:
 
 
 def expiry_horizon(conn: sqlite3.Connection, margin_seconds: float, hours: int = 24,
-                   now: datetime | None = None) -> Horizon:
-    """Counts by predicted expiry hour: one range scan of the expires_at index."""
+                   now: datetime | None = None, total: int | None = None) -> Horizon:
+    """Counts by predicted expiry hour, for the chart; ranges of the expires_at index only."""
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
     now_text = to_iso(moment)
     start = moment.replace(minute=0, second=0)
     end = start + timedelta(hours=hours)
     soon_text = to_iso(moment + timedelta(seconds=margin_seconds))
-    row = conn.execute(
-        "select sum(expires_at <= ?), sum(expires_at > ? and expires_at <= ?), sum(expires_at >= ?),"
-        " count(*) from mappings where expires_at is not null",
-        (now_text, now_text, soon_text, to_iso(end))).fetchone()
-    expired, soon, later, dated = (int(v or 0) for v in row)
-    per_hour = dict(conn.execute(
-        "select substr(expires_at, 1, 13), count(*) from mappings where expires_at > ? and expires_at < ?"
-        " group by 1", (now_text, to_iso(end))).fetchall())
+    # every count is a range of the expires_at index, never a scan of the table (24 ranges cost less than
+    # one group-by over the day, which has to compute each row's hour)
+    count = "select count(*) from mappings where expires_at > ? and expires_at <= ?"
+    expired = conn.execute("select count(*) from mappings where expires_at <= ?", (now_text,)).fetchone()[0]
+    soon = conn.execute(count, (now_text, soon_text)).fetchone()[0]
+    later = conn.execute("select count(*) from mappings where expires_at > ?", (to_iso(end),)).fetchone()[0]
     buckets = []
     for offset in range(hours):
         slot = start + timedelta(hours=offset)
-        buckets.append((slot.strftime("%H:00"), int(per_hour.get(slot.strftime("%Y-%m-%dT%H"), 0))))
-    total = conn.execute("select count(*) from mappings").fetchone()[0]
-    return Horizon(expired, soon, buckets, later, total - dated, hours)
+        low = max(moment, slot)
+        n = conn.execute(count, (to_iso(low), to_iso(slot + timedelta(hours=1)))).fetchone()[0]
+        buckets.append((slot.strftime("%H:00"), int(n)))
+    dated = expired + sum(n for _, n in buckets) + later
+    total = total if total is not None else conn.execute("select count(*) from mappings").fetchone()[0]
+    return Horizon(expired, soon, buckets, later, max(0, total - dated), hours)
 
 
 @dataclass
@@ -81,7 +82,10 @@ def mapping_page(conn: sqlite3.Connection, *, q: str = "", state: str = "", page
                  page_size: int = PAGE_SIZE) -> MappingPage:
     """Mappings in series/season/episode order (the identity index), filtered by a search and a state."""
     where, params = [], []  # type: ignore[var-annotated]
-    if q:
+    if len(q) >= 3:  # the trigram index answers substrings of three characters or more
+        where.append("id in (select rowid from mappings_search where mappings_search match ?)")
+        params.append('"' + q.replace('"', '""') + '"')
+    elif q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append("(slug like ? escape '\\' or strm_path like ? escape '\\')")
         params += [pattern, pattern]

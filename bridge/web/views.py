@@ -125,7 +125,8 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         services = services_of(request)
         conn = services.store.conn
         counts = queries.state_counts(conn)
-        horizon = queries.expiry_horizon(conn, services.config.refresh.sweep_margin_seconds)
+        horizon = queries.expiry_horizon(conn, services.config.refresh.sweep_margin_seconds,
+                                         total=sum(counts.values()))
         return _render("health.html", request, {
             "counts": counts, "total": sum(counts.values()), "horizon": horizon,
             "margin_minutes": round(services.config.refresh.sweep_margin_seconds / 60),
