@@ -333,6 +333,10 @@ from bridge.cli_check import check as _check  # noqa: E402  (needs with_config a
 
 main.add_command(_check)
 
+from bridge.cli_config import config_group  # noqa: E402
 from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+from bridge.cli_init import init  # noqa: E402
 
 main.add_command(demo)
+main.add_command(init)
+main.add_command(config_group)
