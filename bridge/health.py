@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any, Callable
 import aiohttp
 
 from bridge.egress import Egress
+from bridge.holding import is_locked
 from bridge.links import LinkRules
 from bridge.mappings import Mapping, MappingStore
 from bridge.probe import ProbeResult, probe
@@ -27,6 +30,9 @@ PROBLEM_FINDINGS = ("dead", "missing", "error")
 RESOLVE_STATUSES = ("dead", "other", "legal")
 """Probe statuses on which the refresh pipeline would re-resolve at once (no backoff): the link is dead."""
 _COMMIT_EVERY = 200
+_STORE_ATTEMPTS = 40
+_STORE_RETRY_SECONDS = 0.25
+log = logging.getLogger(__name__)
 
 
 def state_after_probe(mapping: Mapping, result: ProbeResult, now: float | None = None) -> str:
@@ -184,19 +190,31 @@ class LinkChecker:
         try:
             await asyncio.gather(producer(), *(worker() for _ in range(self.concurrency)))
         finally:
-            self._store(pending)
+            for _ in range(_STORE_ATTEMPTS):  # another process may hold the write lock for a moment
+                if self._store(pending):
+                    break
+                await asyncio.sleep(_STORE_RETRY_SECONDS)
+            else:
+                log.warning("link check: %d finding(s) not recorded, the database stayed locked", len(pending))
         report.items.sort(key=lambda i: i.mapping_id)
         return report
 
-    def _store(self, pending: list[tuple[Any, ...]]) -> None:
+    def _store(self, pending: list[tuple[Any, ...]]) -> bool:
+        """Record findings; False (kept for the next try) while another process holds the write lock."""
         if not pending:
-            return
-        # only while the row still holds the probed URL and no refresh has claimed it meanwhile
-        self.conn.executemany(
-            "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
-            " where id = ? and resolved_url is ? and state != 'refreshing'", pending)
-        self.conn.commit()
+            return True
+        try:
+            # only while the row still holds the probed URL and no refresh has claimed it meanwhile
+            self.conn.executemany(
+                "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
+                " where id = ? and resolved_url is ? and state != 'refreshing'", pending)
+            self.conn.commit()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            return False
         pending.clear()
+        return True
 
     def due_ids(self, older_than_seconds: float, limit: int = 1000) -> list[int]:
         """Rows never checked, then those checked longest ago: what a scheduled check looks at next."""
@@ -234,9 +252,15 @@ def record_probe(store: MappingStore, mapping: Mapping, result: ProbeResult) -> 
         return state
     new_state = state_after_probe(mapping, result)
     now = now_iso()
-    store.conn.execute(
-        "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
-        " where id = ? and resolved_url is ? and state != 'refreshing'",
-        (new_state, result.status, now, now, mapping["id"], mapping.get("resolved_url")))
-    store.conn.commit()
+    try:
+        store.conn.execute(
+            "update mappings set state = ?, last_status = ?, last_checked_at = ?, updated_at = ?"
+            " where id = ? and resolved_url is ? and state != 'refreshing'",
+            (new_state, result.status, now, now, mapping["id"], mapping.get("resolved_url")))
+        store.conn.commit()
+    except sqlite3.OperationalError as exc:
+        if not is_locked(exc):
+            raise
+        log.info("mapping %s: probe finding not recorded, another process holds the database", mapping["id"])
+        return state
     return new_state

@@ -191,3 +191,27 @@ async def test_check_respects_deny_hosts(library_root: Path, db, fake_provider: 
     await checker.close()
     assert report.items[0].finding == "error" and "refused to connect" in report.items[0].detail
     assert fake_provider.media_requests == [] and store.get(m["id"])["state"] == "ok"
+
+
+async def test_findings_wait_for_another_process_lock(tmp_path: Path, library_root: Path,  # type: ignore[no-untyped-def]
+                                                      fake_provider: FakeProvider) -> None:
+    """The server's connection gives up on a lock after 50 ms: the check keeps its findings and retries."""
+    import sqlite3
+
+    db_path = tmp_path / "data" / "bridge.db"
+    store = MappingStore(open_database(db_path))
+    store.conn.execute("pragma busy_timeout = 50")
+    m = add_mapping(store, library_root, fake_provider, 1, expired=False)
+    fake_provider.remove_episode("show/1/1")
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("begin immediate")  # another process (a CLI import) holds the write lock
+    checker = LinkChecker(store, timeout=2)
+    task = asyncio.create_task(checker.check([m["id"]]))
+    await asyncio.sleep(0.6)
+    assert not task.done()
+    other.execute("commit")
+    report = await asyncio.wait_for(task, 10)
+    await checker.close()
+    other.close()
+    assert report.items[0].finding == "dead" and store.get(m["id"])["state"] == "dead"
+    store.conn.close()
