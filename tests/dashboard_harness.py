@@ -16,6 +16,7 @@ from aiohttp import web
 
 from bridge.app import create_app
 from bridge.config import load_config
+from bridge.probe import expiry_iso
 from bridge.resolvers.base import ResolveRequest, Resolved
 from bridge.services import Services
 from bridge.wiring import build_services
@@ -108,9 +109,10 @@ class LiveBridge:
             path = self.root / slug / f"Season {season}" / f"{slug} S{season:02d}E{episode:02d}.strm"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(url + "\n")
-            return self.services.store.upsert({
+            return self.services.store.upsert({  # the expiry predicted from the URL, as POST /api/mappings does
                 "strm_path": str(path), "resolved_url": url, "site": "fake", "slug": slug, "season": season,
-                "episode": episode, "language": "German Dub", "provider_used": "FakeCDN", "state": state})
+                "episode": episode, "language": "German Dub", "provider_used": "FakeCDN", "state": state,
+                "expires_at": expiry_iso(url, time.time())})
 
         return self.run(make)
 

@@ -104,6 +104,8 @@ def test_login_refuses_a_wrong_token_then_shows_health(page: Page, live: LiveBri
     expect(page.locator('.tile[data-state="dead"] .count')).to_have_text("1")
     expect(page.locator('.tile[data-state="ok"] .count')).to_have_text("7")
     expect(page.locator("svg.chart")).to_be_visible()
+    expect(page.locator("#expired-count")).to_have_text("5")  # frieren season 1: expired a minute ago
+    assert page.locator("svg.chart rect.bar").count() == 24
     cookie = next(c for c in page.context.cookies() if c["name"] == "strm_bridge_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     shot(page, "02-health")
@@ -198,6 +200,7 @@ def test_integrations_page(page: Page, live: LiveBridge, console_errors: list[st
     jellyfin = page.locator('#components tr[data-name="jellyfin"]')
     expect(jellyfin.locator(".reach")).to_have_attribute("data-reachable", "yes", timeout=WAIT_MS)
     expect(page.locator('#components tr[data-name="plex"]')).to_contain_text("not configured")
+    expect(page.locator('#components tr[data-name="slow-fake"]')).to_contain_text("in process", timeout=WAIT_MS)
     source = page.locator("#source-jellyfin")
     expect(source.locator('[data-field="url"]')).to_have_text(f"{live.base_url}/webhooks/jellyfin")
     expect(source.locator('[data-field="header"]').nth(1)).to_have_text("X-Api-Key: jellyfin-hook-token-1234")

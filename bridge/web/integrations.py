@@ -54,17 +54,19 @@ def bridge_base_url(config: Config, request_host: str | None) -> tuple[str, str]
     return f"http://{host}:{port}", ""
 
 
-def components(config: Config) -> list[Component]:
+def components(config: Config, resolver_names: list[str] | None = None) -> list[Component]:
+    """Media servers, then the resolver chain as the pipeline runs it (the configured one unless given)."""
+    names = list(config.refresh.resolvers) if resolver_names is None else resolver_names
     found = []
     for name in ("jellyfin", "plex", "emby"):
         section = getattr(config, name)
         found.append(Component("media server", name, bool(section.url), section.url,
                                "" if section.url else f"set [{name}] url to enable"))
-    for name in config.refresh.resolvers:
+    for name in names:
         options = config.resolvers.get(name, {})
         url = str(options.get("url", "")) if isinstance(options, dict) else ""
         found.append(Component("resolver", name, True, url, "" if url else "runs inside strm-bridge"))
-    if not config.refresh.resolvers:
+    if not names:
         found.append(Component("resolver", "(none)", False, note="set refresh.resolvers: nothing can be re-resolved"))
     return found
 

@@ -157,14 +157,14 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         base, warning = bridge_base_url(services.config, request.host)
         templates = getattr(services, "paste_templates", {}) or {}
         return _render("integrations.html", request, {
-            "components": components(services.config), "base": base, "warning": warning,
+            "components": components(services.config, [r.name for r in services.pipeline.resolvers]), "base": base, "warning": warning,
             "sources": webhook_sources(services.config, base, services.api_token, templates, services.store.conn)})
 
     @needs_session
     async def integration_status(request: web.Request) -> web.Response:
         services = services_of(request)
         index = _int_field(request.match_info["index"], "index", 0, 1000)
-        found = components(services.config)
+        found = components(services.config, [r.name for r in services.pipeline.resolvers])
         if index is None or index >= len(found):
             raise ApiError(404, "not_found", "no such component")
         component = found[index]
