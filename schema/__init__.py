@@ -167,7 +167,13 @@ def m004_series_overrides_and_handoffs(db: Database) -> None:
 
 
 @migrations()
-def m005_dashboard_state_index_and_search(db: Database) -> None:
+def m005_watch_state(db: Database) -> None:
+    """When the folder watcher last saw the roots, so a restart re-reads only what changed since."""
+    db["watch_state"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m006_dashboard_state_index_and_search(db: Database) -> None:
     """The dashboard counts mappings by state in one statement (an index serves the group-by) and searches
     slugs and paths by substring (a trigram full-text index over the two columns; triggers keep it in step on
     insert, delete and a change of slug or path only, so refreshes, which change neither, pay nothing)."""
