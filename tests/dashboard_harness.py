@@ -112,7 +112,7 @@ class LiveBridge:
             return self.services.store.upsert({  # the expiry predicted from the URL, as POST /api/mappings does
                 "strm_path": str(path), "resolved_url": url, "site": "fake", "slug": slug, "season": season,
                 "episode": episode, "language": "German Dub", "provider_used": "FakeCDN", "state": state,
-                "expires_at": expiry_iso(url, time.time())})
+                "expires_at": expiry_iso(url, time.time() - (7200 if expired else 0))})  # expired: resolved 2 h ago
 
         return self.run(make)
 
