@@ -126,7 +126,7 @@ async def test_tampered_expired_and_logged_out_sessions_are_refused(client) -> N
 async def test_bad_input_is_a_json_4xx(client) -> None:  # type: ignore[no-untyped-def]
     cookie, csrf = await log_in(client)
     jar, post = {COOKIE_NAME: cookie}, {"X-CSRF-Token": csrf}
-    for query in ("page=abc", "page=-1", "state=bogus", "q=" + "x" * 201):
+    for query in ("page=abc", "page=-1", "state=bogus", "q=" + "x" * 201, "q=ab%00cd", "q=%1Bxyz"):
         response = await client.get(f"/ui/mappings?{query}", cookies=jar)
         assert response.status == 400 and (await response.json())["error"] == "invalid_field", query
     for data in ({}, {"id": "x"}, {"site": "fake"}, {"site": "fake", "slug": "s", "season": "-3"},

@@ -137,6 +137,8 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         q = request.query.get("q", "").strip()
         if len(q) > queries.MAX_QUERY_CHARS:
             raise ApiError(400, "invalid_field", f"q is longer than {queries.MAX_QUERY_CHARS} characters")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in q):
+            raise ApiError(400, "invalid_field", "q must not contain control characters")
         state = request.query.get("state", "")
         if state and state not in queries.SHOWN_STATES:
             raise ApiError(400, "invalid_field", f"state must be one of {', '.join(queries.SHOWN_STATES)}")
