@@ -25,8 +25,19 @@ SESSION: web.RequestKey[Session] = web.RequestKey("dashboard_session", Session)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_TEXT = 200
-_JOB_ID = "[0-9a-f]{16}"
+_RUN_ID = re.compile("[0-9a-f]{16}")
+"""Job and check ids; checked in the handler, after the session, so an unknown id never skips the login."""
 _SAFE_NEXT = re.compile(r"/(?!/)[A-Za-z0-9/_\-?=&.%]*")
+
+
+async def read_form(request: web.Request) -> Any:
+    """The posted form; a body that does not decode (bad UTF-8, broken multipart framing) is a 400."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except (UnicodeDecodeError, ValueError, LookupError, AssertionError, aiohttp.ClientError) as exc:
+        raise ApiError(400, "invalid_form", f"the form body cannot be read: {type(exc).__name__}") from None
 
 
 def _form_text(form: Any, name: str, limit: int = MAX_TEXT) -> str:
@@ -64,7 +75,7 @@ def session_required(key: web.AppKey[Any]) -> Callable[[Handler], Handler]:
                 presented = request.headers.get(CSRF_HEADER)
                 if presented is None and request.content_type in ("application/x-www-form-urlencoded",
                                                                   "multipart/form-data"):
-                    presented = (await request.post()).get(CSRF_FIELD)  # type: ignore[assignment]
+                    presented = (await read_form(request)).get(CSRF_FIELD)  # type: ignore[assignment]
                 if not signer.csrf_ok(session, presented if isinstance(presented, str) else None):
                     raise ApiError(403, "csrf_failed", "missing or wrong CSRF token: reload the page and try again")
             request[SESSION] = session
@@ -99,7 +110,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         return _render("login.html", request, {"error": "", "next": _safe_next(request.query.get("next"))})
 
     async def login(request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await read_form(request)
         token = _form_text(form, "token", 512)
         target = _safe_next(_form_text(form, "next", 500))
         if not token_matches(token, [services_of(request).api_token]):
@@ -165,7 +176,8 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     @needs_session
     async def integration_status(request: web.Request) -> web.Response:
         services = services_of(request)
-        index = _int_field(request.match_info["index"], "index", 0, 1000)
+        text = request.match_info["index"]
+        index = int(text) if text.isdigit() and len(text) <= 4 else None
         found = components(services.config, [r.name for r in services.pipeline.resolvers])
         if index is None or index >= len(found):
             raise ApiError(404, "not_found", "no such component")
@@ -194,7 +206,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     @needs_session
     async def refresh(request: web.Request) -> web.Response:
         services = services_of(request)
-        selection, label = selection_from(await request.post(), services.config.refresh.sweep_margin_seconds)
+        selection, label = selection_from(await read_form(request), services.config.refresh.sweep_margin_seconds)
         ids = resolve_selection(services.store, selection)
         if selection.kind == "id":
             if not ids:
@@ -213,12 +225,14 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     async def job(request: web.Request) -> web.Response:
         services = services_of(request)
         label = request.query.get("label", "")[:MAX_TEXT]
+        if not _RUN_ID.fullmatch(request.match_info["id"]):
+            raise ApiError(404, "not_found", "no such job")
         return _job_fragment(request, services, request.match_info["id"], label)
 
     @needs_session
     async def check(request: web.Request) -> web.Response:
         services = services_of(request)
-        selection, label = selection_from(await request.post(), services.config.refresh.sweep_margin_seconds)
+        selection, label = selection_from(await read_form(request), services.config.refresh.sweep_margin_seconds)
         ids = resolve_selection(services.store, selection)
         if not ids:
             return _render("_check.html", request, {"run": None, "label": label})
@@ -228,7 +242,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
 
     @needs_session
     async def check_status(request: web.Request) -> web.Response:
-        run = request.app[CHECKS].get(request.match_info["id"])
+        run = request.app[CHECKS].get(request.match_info["id"]) if _RUN_ID.fullmatch(request.match_info["id"]) else None
         if run is None:
             raise ApiError(404, "not_found", "no such check (checks are kept in memory until a restart)")
         response = _render("_check.html", request, {"run": run, "label": request.query.get("label", "")[:MAX_TEXT]})
@@ -243,11 +257,11 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     app.router.add_get("/ui/mappings", mappings)
     app.router.add_get("/ui/log", log_page)
     app.router.add_get("/ui/integrations", integrations_page)
-    app.router.add_get("/ui/integrations/{index:[0-9]{1,4}}/status", integration_status)
+    app.router.add_get("/ui/integrations/{index}/status", integration_status)
     app.router.add_post("/ui/refresh", refresh)
-    app.router.add_get("/ui/jobs/{id:" + _JOB_ID + "}", job)
+    app.router.add_get("/ui/jobs/{id}", job)
     app.router.add_post("/ui/check", check)
-    app.router.add_get("/ui/checks/{id:" + _JOB_ID + "}", check_status)
+    app.router.add_get("/ui/checks/{id}", check_status)
 
 
 def _safe_next(value: str | None) -> str:
