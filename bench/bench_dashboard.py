@@ -107,7 +107,8 @@ async def bench_pages(tmp: Path, rows: int, requests: int) -> None:
         "search 'S03E07' (path, 4,000 hits)": ("/ui/mappings?q=S03E07", {"HX-Request": "true", "HX-Target": "mapping-table"}),
         "search, no match": ("/ui/mappings?q=no-such-series", {"HX-Request": "true", "HX-Target": "mapping-table"}),
         "search 'kaiju' + state=dead": ("/ui/mappings?q=kaiju&state=dead", {"HX-Request": "true", "HX-Target": "mapping-table"}),
-        "search '/media/strm' (every row)": ("/ui/mappings?q=/media/strm", {"HX-Request": "true", "HX-Target": "mapping-table"}),
+        "search '/media/strm/oshi' (path prefix, 2,400 rows)": ("/ui/mappings?q=/media/strm/oshi", {"HX-Request": "true", "HX-Target": "mapping-table"}),
+        "search '/media/strm' (path prefix, every row)": ("/ui/mappings?q=/media/strm", {"HX-Request": "true", "HX-Target": "mapping-table"}),
     }
     async with aiohttp.ClientSession() as client:
         login = await client.post(f"{base}/login", data={"token": TOKEN}, allow_redirects=False)

@@ -183,5 +183,7 @@ def test_search_index_follows_inserts_renames_and_deletes(db) -> None:  # type: 
     db.conn.execute("delete from mappings where id = ?", (a["id"],))
     assert mapping_page(db.conn, q="sousou").total == 0 and mapping_page(db.conn, q="oshi").total == 1
     assert mapping_page(db.conn, q="os").total == 1  # two characters: a plain substring scan
+    assert mapping_page(db.conn, q="/media/").total == 1 and mapping_page(db.conn, q="/media/Oshi/").total == 1
+    assert mapping_page(db.conn, q="/Oshi").total == 0  # a leading slash means a path prefix, not a substring
     plan = " ".join(str(r) for r in db.conn.execute("explain query plan select state, count(*) from mappings group by state"))
     assert "idx_mappings_state" in plan

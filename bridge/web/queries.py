@@ -82,9 +82,16 @@ def mapping_page(conn: sqlite3.Connection, *, q: str = "", state: str = "", page
                  page_size: int = PAGE_SIZE) -> MappingPage:
     """Mappings in series/season/episode order (the identity index), filtered by a search and a state."""
     where, params = [], []  # type: ignore[var-annotated]
-    if len(q) >= 3:  # the trigram index answers substrings of three characters or more
+    phrase = None
+    order = "site, slug, season, episode, language, provider, id"  # the identity index: series, then season
+    if q.startswith("/"):  # a folder or file path: a prefix, served by the strm_path index like the API's ?path=
+        where.append("strm_path >= ? and strm_path < ?")
+        params += [q, q + "\uffff"]
+        order = "strm_path"  # a folder tree in path order (series and season folders stay together), no sort
+    elif len(q) >= 3:  # the trigram index answers substrings of three characters or more
+        phrase = '"' + q.replace('"', '""') + '"'
         where.append("id in (select rowid from mappings_search where mappings_search match ?)")
-        params.append('"' + q.replace('"', '""') + '"')
+        params.append(phrase)
     elif q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append("(slug like ? escape '\\' or strm_path like ? escape '\\')")
@@ -93,13 +100,17 @@ def mapping_page(conn: sqlite3.Connection, *, q: str = "", state: str = "", page
         where.append("state = ?")
         params.append(state)
     clause = (" where " + " and ".join(where)) if where else ""
-    total = conn.execute(f"select count(*) from mappings{clause}", tuple(params)).fetchone()[0]
+    if phrase is not None and not state:  # the index counts its own matches, without visiting the table
+        total = conn.execute("select count(*) from mappings_search where mappings_search match ?",
+                             (phrase,)).fetchone()[0]
+    else:
+        total = conn.execute(f"select count(*) from mappings{clause}", tuple(params)).fetchone()[0]
     pages = max(1, -(-total // page_size))
     page = min(max(1, page), pages)
     rows = _rows(conn,
                  "select id, strm_path, site, slug, season, episode, language, provider, provider_used, state,"
                  " last_status, last_checked_at, resolved_at, expires_at, fail_count from mappings"
-                 f"{clause} order by site, slug, season, episode, language, provider, id limit ? offset ?",
+                 f"{clause} order by {order} limit ? offset ?",
                  (*params, page_size, (page - 1) * page_size))
     return MappingPage(rows, total, page, pages, q, state)
 
