@@ -382,13 +382,14 @@ class RefreshPipeline:
                                  started_at: str) -> RefreshOutcome:
         """A link strm-bridge does not own: ask it once (AniBridge re-resolves its upstream on that very request
         when it is dead), record what it answered, and leave the file byte for byte as it is."""
+        # such a link does not expire the way a signed CDN URL does: no predicted expiry keeps the sweep asking it
         if link.kind == "own":
             return self._leave(mapping, trigger, reason, "own_link", f"the file holds {link.detail}: never probed,"
-                               " followed or rewritten", started, started_at, {})
+                               " followed or rewritten", started, started_at, {"expires_at": None})
         headers = mapping.get("resolved_headers") if isinstance(mapping.get("resolved_headers"), dict) else None
         result = await probe(self.session, link.url, headers=headers, timeout=self.config.indirection_timeout_seconds)
         outcome, detail, state = indirection_verdict(link, result)
-        fields: dict[str, Any] = {"last_status": result.status}
+        fields: dict[str, Any] = {"last_status": result.status, "expires_at": None}
         if state:
             fields["state"] = state
         if outcome != "alive":

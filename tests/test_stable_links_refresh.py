@@ -206,3 +206,14 @@ async def test_the_fake_behaves_like_anibridge(world: dict[str, Any]) -> None:
             assert bad.status == 401 and (await bad.json())["detail"] == "invalid signature"
         async with session.get(f"{bridge.base_url}/strm/stream?slug=x&s=1&e=1") as incomplete:
             assert incomplete.status == 401  # auth is checked before the identity, as in AniBridge
+
+
+async def test_the_sweep_stops_asking_a_stable_link_once_judged(world: dict[str, Any]) -> None:
+    mapping, path = plant(world, world["token"], "oshi-no-ko", 1)
+    store = world["services"].store
+    store.update(mapping["id"], {"expires_at": "2000-01-01T00:00:00.000Z"})  # e.g. registered with a guess
+    assert store.expiring_ids(0) == [mapping["id"]]
+    outcomes = await world["services"].sweeper.run_once()
+    assert [o.outcome for o in outcomes] == ["alive"]
+    assert store.expiring_ids(0) == [] and len(world["token"].requests) == 1
+    assert read_strm(path) == mapping["resolved_url"]
