@@ -296,8 +296,8 @@ class RefreshPipeline:
         if absent is not None:
             return self._leave(mapping, trigger, reason, absent[0], absent[1], started, started_at,
                                {"state": "missing"} if absent[0] == "missing" else {})
-        link = self.links.classify(mapping.get("resolved_url"))
-        if not link.owned:  # with force too: such a file is never replaced as a side effect
+        if not self.links.owned(mapping.get("resolved_url")):  # with force too: never replaced as a side effect
+            link = self.links.classify(mapping.get("resolved_url"))
             return await self._judge_indirection(mapping, link, trigger, reason, started, started_at)
         gated = self._gate(mapping, force)
         if gated is not None:
