@@ -330,6 +330,10 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
                overwrite_identity=overwrite_identity, as_json=as_json, progress=progress)
 
 
+from bridge.cli_config import config_group  # noqa: E402
 from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)
+from bridge.cli_init import init  # noqa: E402
 
 main.add_command(demo)
+main.add_command(init)
+main.add_command(config_group)

@@ -184,7 +184,33 @@ class _Soft(Exception):
         self.answer = answer
 
 
+_OBSERVERS: list[Callable[[str], None]] = []
+"""Called with every probe's status (the running services count them in /metrics)."""
+
+
+def add_observer(observer: Callable[[str], None]) -> None:
+    _OBSERVERS.append(observer)
+
+
+def remove_observer(observer: Callable[[str], None]) -> None:
+    if observer in _OBSERVERS:
+        _OBSERVERS.remove(observer)
+
+
 async def probe(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> ProbeResult:
+    result = await _probe(session, url, headers=headers, timeout=timeout)
+    for observer in _OBSERVERS:
+        observer(result.status)
+    return result
+
+
+async def _probe(
     session: aiohttp.ClientSession,
     url: str,
     *,

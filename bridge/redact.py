@@ -16,19 +16,27 @@ def redact_url(url: str) -> str:
     """Keep scheme, host and path (enough to debug); drop the query, where signatures and tokens live."""
     try:
         parts = urlsplit(url)
+        port = parts.port  # raises on "host:9:" (a URL followed by a colon in a message)
     except ValueError:
         return "<unparseable url>"
     query = "…" if parts.query else ""
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    if port:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    """A URL in running text; punctuation after it ("http://host:8096: refused") is not part of it."""
+    url = match.group(0)
+    core = url.rstrip(":,.;)")
+    return redact_url(core) + url[len(core):]
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     # every log line passes here (access lines too): skip the regexes when nothing could match
     if "://" in text:
-        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+        text = _URL.sub(_redact_match, text)
     if "=" in text:
         text = _TOKEN_PARAM.sub(r"\1…", text)
     for secret in secrets:

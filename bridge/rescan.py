@@ -145,10 +145,14 @@ class RescanQueue:
                 await target.send(json.loads(payload))
             except TargetGone as exc:
                 log.info("rescan %s %s dropped: %s", target_name, key, exc)
+                if self.metrics is not None:
+                    self.metrics.rescan(target_name, "dropped")
                 self.db.conn.execute("delete from rescan_queue where id = ?", (row_id,))
             except Exception as exc:  # TargetRetry and anything unexpected: keep it, back off
                 delay = min(self.max_backoff, self.base_backoff * (2 ** attempts))
                 log.warning("rescan %s %s failed (attempt %d), retry in %.0fs: %s", target_name, key, attempts + 1, delay, exc)
+                if self.metrics is not None:
+                    self.metrics.rescan(target_name, "failed")
                 self.db.conn.execute(
                     "update rescan_queue set attempts = attempts + 1, last_error = ?, due_at = ?, updated_at = ? where id = ?",
                     (str(exc)[:500], _at(delay), now_iso(), row_id),
@@ -157,7 +161,7 @@ class RescanQueue:
                 accepted += 1
                 self.sent += 1
                 if self.metrics is not None:
-                    self.metrics.rescans.labels(target_name).inc()
+                    self.metrics.rescan(target_name, "sent")
                 self.db.conn.execute("delete from rescan_queue where id = ?", (row_id,))
             finally:
                 self._last_sent[target_name] = time.monotonic()

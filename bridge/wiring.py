@@ -14,7 +14,10 @@ from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.egress import Egress
 from bridge.events import FailureDetector
+from bridge.holding import LOOP_BUSY_TIMEOUT_MS, Holding
 from bridge.jobs import JobRunner
+from bridge.metrics import measured
+from bridge.probe import add_observer as add_probe_observer, remove_observer as remove_probe_observer
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
 from bridge.refresh import RefreshPipeline
@@ -87,7 +90,11 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     install_redaction(secrets_of(config, token))
+    # on the event loop a statement may wait only briefly for another process's lock (see bridge/holding.py)
+    db.conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
     services = Services(config=config, db=db, api_token=token, egress=egress)
+    chain = measured(chain, services.metrics)
+    services.metrics.watch_database(db.conn)
     services.cache = ResolveCache(config.cache.ttl_seconds)
     targets: dict[str, Target] = {}
     locators: dict[str, Locator] = {}
@@ -109,13 +116,19 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )
 
+    services.holding = Holding(db.conn, str(config.database.path) + ".held-events", limit=config.database.held_events_limit,
+                               on_stored=services.processor.dispatch)
     checkpointer = Checkpointer(config.database.path)
 
     async def start() -> None:
+        add_probe_observer(services.metrics.probe)
         checkpointer.start(db.conn)
         recovered = services.pipeline.recover()
         if recovered:
             log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
+        held = services.holding.recover()
+        if held:
+            log.warning("stored %d webhook(s) accepted while the database was locked before the last stop", held)
         services.processor.prune(config.database.events_retention_days)
         replayed = services.processor.replay_unprocessed()
         if replayed:
@@ -130,23 +143,37 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     async def stop() -> None:
         await services.sweeper.stop()
         await services.jobs.stop()
+        await services.holding.close()
         await services.processor.stop()
         await services.rescan.stop()
         await services.pipeline.close()
         checkpointer.stop()
+        remove_probe_observer(services.metrics.probe)
         db.conn.close()
 
     services.starters.append(start)
     services.stoppers.append(stop)
+    from bridge.watch import attach as attach_watcher
+
+    services.watcher = attach_watcher(services)
     return services
 
 
 def _wire_integrations(services: Services, targets: dict[str, Target], locators: dict[str, Locator]) -> None:
     """Each integration switches on when its section is configured."""
+    from integrations.arr.wire import wire as wire_arr
     from integrations.emby.wire import wire as wire_emby
     from integrations.jellyfin.wire import wire as wire_jellyfin
     from integrations.plex.wire import wire as wire_plex
 
-    for wire in (wire_jellyfin, wire_plex, wire_emby):
+    for wire in (wire_jellyfin, wire_plex, wire_emby, wire_arr):
         wire(services, targets, locators)
 
+
+def integration_checks() -> list[Any]:
+    """Each integration's `config check` probe (see bridge.config_check); the core does not know them."""
+    from integrations.emby.check import check as check_emby
+    from integrations.jellyfin.check import check as check_jellyfin
+    from integrations.plex.check import check as check_plex
+
+    return [check_jellyfin, check_plex, check_emby]

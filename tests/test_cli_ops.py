@@ -251,3 +251,28 @@ def test_import_exit_code(tmp_path: Path) -> None:
     (root / "Show" / "Season 1" / "Show S01E02.strm").write_text("not a url\n")
     code, out, err = cli(["import", str(root), "--config", str(config)], CLEAN, tmp_path)
     assert code == 1 and "S01E02.strm" in err
+
+
+def test_serve_summary_says_what_is_missing(tmp_path: Path) -> None:
+    from bridge.startup import is_on_this_host, summary
+
+    bare = summary(load_config(env={"STRM_BRIDGE_DATA": str(tmp_path)}), "127.0.0.1", 8765, local=lambda: set())
+    text = "\n".join(bare)
+    assert "no roots ([library] roots): nothing can be healed" in text
+    assert "resolvers: none ([refresh] resolvers)" in text
+    assert "media servers: none" in text and "warning" not in text
+    conf = tmp_path / "c.toml"
+    conf.write_text('[library]\nroots = ["/media/tv"]\n[refresh]\nresolvers = ["redirect"]\n'
+                    '[jellyfin]\nurl = "http://jellyfin.lan:8096/?api_key=secret-in-url"\napi_key = "k-0123456789"\n'
+                    '[plex]\nurl = "http://127.0.0.1:32400"\ntoken = "t-0123456789"\n')
+    config = load_config(conf, env={"STRM_BRIDGE_DATA": str(tmp_path)})
+    lines = summary(config, "127.0.0.1", 8765, local=lambda: {"mybox"})
+    text = "\n".join(lines)
+    assert "library: 1 root(s): /media/tv" in text and "resolvers: redirect" in text
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and "jellyfin" in warnings[0] and "0.0.0.0" in warnings[0]  # plex is local: fine
+    assert "secret-in-url" not in text
+    assert not [line for line in summary(config, "0.0.0.0", 8765, local=lambda: set()) if line.startswith("warning")]
+    assert is_on_this_host("http://mybox:8096", local=lambda: {"mybox"})
+    assert is_on_this_host("http://[::1]:8096", local=lambda: set())
+    assert not is_on_this_host("http://10.0.0.5:8096", local=lambda: {"mybox"})

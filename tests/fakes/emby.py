@@ -43,6 +43,7 @@ class FakeEmby:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/Items/{item_id}/Refresh", self._refresh)
         app.router.add_get("/System/Info/Public", self._info)
+        app.router.add_get("/System/Info", self._info)  # the same fields here; Emby asks for the token on this one
         self._runner, self.port = await serve(app, self.port)
         return self
 
