@@ -327,3 +327,20 @@ async def test_an_unfiltered_answer_is_not_taken_for_the_item(
     monkeypatch.setattr(client_module, "_item_id", lambda value: value)  # a value the server's binder drops
     assert await client.item_path("{not-a-guid}") is None
     assert fake.dropped_ids == ["{not-a-guid}"]
+
+
+async def test_without_its_redactor_the_wrong_key_reaches_the_log(
+    fake: FakeJellyfin, make_client: Callable[..., JellyfinClient], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_wrong_key_is_an_auth_error_logged_once can fail: it is the client's own filter that keeps the key
+    out (the library logs its requests, headers included), not a mask some earlier test left behind."""
+    import integrations.jellyfin.client as client_module
+
+    monkeypatch.setattr(client_module._Redactor, "filter", lambda self, record: True)
+    add_episode(fake)
+    client = make_client(api_key="wrong-key-abcdef")
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(JellyfinAuthError):
+            await client.item_path(ITEM)
+    assert any("wrong-key-abcdef" in r.getMessage() for r in caplog.records)
