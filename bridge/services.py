@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bridge.cache import ResolveCache
     from bridge.holding import Holding
     from bridge.jobs import JobRunner
+    from bridge.play.service import PlayService
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
@@ -42,6 +43,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     route_adders: list[Callable[..., None]] = field(default_factory=list)
     body_limits: dict[str, int] = field(default_factory=dict)
+    paste_templates: dict[str, str] = field(default_factory=dict)
+    """Webhook templates the dashboard shows for pasting (integration files, set by the wiring)."""
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pipeline: "RefreshPipeline" = field(init=False)
@@ -53,6 +56,7 @@ class Services:
     holding: "Holding" = field(init=False)
     egress: Egress = field(default_factory=Egress)
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
+    play: "PlayService" = field(init=False)
     watcher: "FolderWatcher | None" = None
 
     def __post_init__(self) -> None:
