@@ -206,3 +206,27 @@ async def test_the_fake_behaves_like_anibridge(world: dict[str, Any]) -> None:
             assert bad.status == 401 and (await bad.json())["detail"] == "invalid signature"
         async with session.get(f"{bridge.base_url}/strm/stream?slug=x&s=1&e=1") as incomplete:
             assert incomplete.status == 401  # auth is checked before the identity, as in AniBridge
+
+
+async def test_the_sweep_stops_asking_a_stable_link_once_judged(world: dict[str, Any]) -> None:
+    mapping, path = plant(world, world["token"], "oshi-no-ko", 1)
+    store = world["services"].store
+    store.update(mapping["id"], {"expires_at": "2000-01-01T00:00:00.000Z"})  # e.g. registered with a guess
+    assert store.expiring_ids(0) == [mapping["id"]]
+    outcomes = await world["services"].sweeper.run_once()
+    assert [o.outcome for o in outcomes] == ["alive"]
+    assert store.expiring_ids(0) == [] and len(world["token"].requests) == 1
+    assert read_strm(path) == mapping["resolved_url"]
+
+
+async def test_probe_on_start_asks_a_stable_link_once(tmp_path: Path, world: dict[str, Any]) -> None:
+    services = world["services"]
+    services.processor.probe_on_start = True
+    mapping, path = plant(world, world["apikey"], "blue-lock", 5)
+    before = snapshot(path)
+    world["provider"].remove_episode(world["apikey"].key_of("blue-lock", 1, 5))
+    response = await world["client"].post(f"/webhooks/emby?token={HOOK}", json=emby_payload("start", path, world["root"]))
+    assert response.status == 202
+    await services.processor.drain()
+    outcome = services.db.conn.execute("select outcome from events where kind = 'start'").fetchone()[0]
+    assert outcome == "upstream_dead" and world["apikey"].arrivals == 1 and snapshot(path) == before
