@@ -60,8 +60,9 @@ class SyscallTrace:
             self.add("replace", f"{os.fsdecode(src)}>{os.fsdecode(dst)}")
 
         def traced_close(fd: int) -> None:
-            real["close"](fd)
+            # forgotten before the close: once closed, another writer thread may be handed the same number
             self._fds.pop(fd, None)
+            real["close"](fd)
 
         os.open, os.write, os.fsync, os.replace, os.close = (  # type: ignore[assignment]
             traced_open, traced_write, traced_fsync, traced_replace, traced_close)
