@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp.abc import AbstractAccessLogger
 from bridge import api, api_refresh, openapi
 from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
+from bridge.holding import RETRY_AFTER_SECONDS, is_locked
 from bridge.services import Services
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,13 @@ def guard_middleware_for(services: Services) -> Callable[..., Any]:
             return _error_from_http(exc)
         except asyncio.CancelledError:
             raise
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                return error_response(500, "internal_error", type(exc).__name__)
+            # no rollback here: the transaction may carry other coroutines' pending writes (their commit ends it)
+            return error_response(503, "database_busy", "the database is locked by another process; retry later",
+                                  headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         except Exception as exc:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(500, "internal_error", type(exc).__name__)
@@ -79,8 +88,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 async def healthz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.store.conn.execute("select 1").fetchone()
-    return web.json_response({"status": "ok", "mappings": services.store.count()})
+    services.store.conn.execute("select 1").fetchone()  # reads never wait for a writer (WAL)
+    body: dict[str, object] = {"status": "ok", "mappings": services.store.count()}
+    if services.holding.active:  # another process holds the write lock: webhooks are being held
+        body["held_webhooks"] = len(services.holding.held)
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

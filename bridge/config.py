@@ -46,6 +46,8 @@ class DatabaseConfig:
     path: str = ""
     """Empty: `strm-bridge.db` in $STRM_BRIDGE_DATA or the user data folder; relative: beside the config file."""
     events_retention_days: int = 14
+    held_events_limit: int = 10_000
+    """Webhooks held in memory (and a journal) while another process locks the database; past it: 503."""
 
 
 @dataclass(frozen=True)

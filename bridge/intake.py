@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -17,10 +18,14 @@ from aiohttp import web
 
 from bridge.errors import ApiError
 from bridge.events import Ignored, PlaybackEvent
+from bridge.holding import RETRY_AFTER_SECONDS, HoldFull, is_locked
 from bridge.timeutil import now_iso
 from bridge.validate import InvalidValue
 
 log = logging.getLogger(__name__)
+
+HELD = 0
+"""accept_event's answer for an event held while another process locks the database (it has no id yet)."""
 
 Parser = Callable[[web.Request], Awaitable[PlaybackEvent | Ignored | None]]
 """None stands for a valid notification that is not about playback."""
@@ -51,9 +56,9 @@ def encode_event(event: PlaybackEvent) -> str:
 
 
 def store_event(conn: Any, event: PlaybackEvent, *, commit: bool = True, settled: bool = False,
-                payload: str | None = None) -> int:
+                payload: str | None = None, received_at: str | None = None) -> int:
     """Insert one event; `settled` stores it as already processed (a start the detector needs nothing more of)."""
-    now = now_iso()
+    now = received_at or now_iso()
     cursor = conn.execute(
         "insert into events (source, kind, item_id, payload, received_at, processed_at, outcome)"
         " values (?, ?, ?, ?, ?, ?, ?)",
@@ -77,13 +82,34 @@ async def accept_event(services: Any, event: PlaybackEvent) -> int | None:
         return None
     payload = encode_event(event)  # before detection: a refused event must leave the detector untouched
     signal, settled = processor.detect(event)
-    event_id = store_event(services.db.conn, event, commit=False, settled=settled, payload=payload)
+    holding = services.holding
+    if holding.active:  # behind events waiting for a foreign lock: keep the order of arrival
+        return _hold(services, event, signal, settled)
+    try:
+        event_id = store_event(services.db.conn, event, commit=False, settled=settled, payload=payload)
+    except sqlite3.OperationalError as exc:
+        if not is_locked(exc):
+            raise
+        services.db.conn.rollback()  # only a read snapshot: a pending write would have held the lock already
+        return _hold(services, event, signal, settled)
     committed = services.store.group_commit.wait()
     # the heal starts alongside the commit, not after it: its first database write joins the same transaction
     processor.dispatch(event_id, event, signal)
     await committed
     services.metrics.webhook(event.source, event.kind)
     return event_id
+
+
+def _hold(services: Any, event: PlaybackEvent, signal: Any, settled: bool) -> int:
+    """Another process holds the write lock: the event waits in memory and in the journal, the 202 goes now."""
+    try:
+        services.holding.hold(event, signal, settled)
+    except HoldFull as exc:
+        services.metrics.webhook(event.source, "refused")
+        raise web.HTTPServiceUnavailable(text=f"database locked by another process; {exc}; retry later",
+                                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    services.metrics.webhook(event.source, event.kind)
+    return HELD
 
 
 def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -108,6 +134,9 @@ def webhook_handler(source: str, parse: Parser, services_key: web.AppKey[Any]) -
             raise ApiError(400, "invalid_payload", str(exc)) from None
         if event_id is None:
             return ignored_response(f"{event.raw_kind or event.kind} events are not used")
+        if event_id == HELD:
+            return web.Response(body=b'{"status": "accepted", "event_id": null, "held": true}', status=202,
+                                content_type="application/json")
         return web.Response(body=b'{"status": "accepted", "event_id": %d}' % event_id, status=202,
                             content_type="application/json")
 

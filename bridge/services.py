@@ -20,6 +20,7 @@ from bridge.strm import Library
 
 if TYPE_CHECKING:
     from bridge.cache import ResolveCache
+    from bridge.holding import Holding
     from bridge.jobs import JobRunner
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
@@ -48,6 +49,7 @@ class Services:
     sweeper: "Sweeper" = field(init=False)
     processor: "EventProcessor" = field(init=False)
     cache: "ResolveCache" = field(init=False)
+    holding: "Holding" = field(init=False)
     egress: Egress = field(default_factory=Egress)
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
 

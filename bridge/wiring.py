@@ -14,6 +14,7 @@ from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.egress import Egress
 from bridge.events import FailureDetector
+from bridge.holding import LOOP_BUSY_TIMEOUT_MS, Holding
 from bridge.jobs import JobRunner
 from bridge.metrics import measured
 from bridge.probe import add_observer as add_probe_observer, remove_observer as remove_probe_observer
@@ -89,6 +90,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     install_redaction(secrets_of(config, token))
+    # on the event loop a statement may wait only briefly for another process's lock (see bridge/holding.py)
+    db.conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
     services = Services(config=config, db=db, api_token=token, egress=egress)
     chain = measured(chain, services.metrics)
     services.metrics.watch_database(db.conn)
@@ -113,6 +116,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         use_buffer_sources=("tautulli",) if config.tautulli.use_buffer else (), metrics=services.metrics,
     )
 
+    services.holding = Holding(db.conn, str(config.database.path) + ".held-events", limit=config.database.held_events_limit,
+                               on_stored=services.processor.dispatch)
     checkpointer = Checkpointer(config.database.path)
 
     async def start() -> None:
@@ -121,6 +126,9 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         recovered = services.pipeline.recover()
         if recovered:
             log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
+        held = services.holding.recover()
+        if held:
+            log.warning("stored %d webhook(s) accepted while the database was locked before the last stop", held)
         services.processor.prune(config.database.events_retention_days)
         replayed = services.processor.replay_unprocessed()
         if replayed:
@@ -135,6 +143,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     async def stop() -> None:
         await services.sweeper.stop()
         await services.jobs.stop()
+        await services.holding.close()
         await services.processor.stop()
         await services.rescan.stop()
         await services.pipeline.close()

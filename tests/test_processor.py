@@ -88,7 +88,10 @@ async def test_accepted_start_is_stored_as_processed_in_its_insert(store: Mappin
     pipeline, locator = RecordingPipeline(), MappingLocator(mapping)
     proc = processor(store, pipeline, locator)
     proc.start()
-    services = SimpleNamespace(processor=proc, db=store.db, store=store, metrics=Metrics())
+    from bridge.holding import Holding
+
+    services = SimpleNamespace(processor=proc, db=store.db, store=store, metrics=Metrics(),
+                               holding=Holding(store.conn, None))
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     start, stop = events()
