@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bridge import api, api_refresh, openapi
+from bridge import api, api_identity, api_refresh, openapi
 from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
 from bridge.holding import RETRY_AFTER_SECONDS, is_locked
@@ -112,6 +112,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/metrics", metrics)
     api.add_routes(app, SERVICES)
     api_refresh.add_routes(app, SERVICES)
+    api_identity.add_routes(app, SERVICES)
     openapi.add_routes(app, SERVICES)
     for add_routes in services.route_adders:
         add_routes(app, SERVICES)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
     from bridge.sweep import Sweeper
+    from bridge.watch import FolderWatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Services:
     holding: "Holding" = field(init=False)
     egress: Egress = field(default_factory=Egress)
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
+    watcher: "FolderWatcher | None" = None
 
     def __post_init__(self) -> None:
         self.library = Library(self.config.library.roots, self.config.library.anchors)

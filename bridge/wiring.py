@@ -153,16 +153,20 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
 
     services.starters.append(start)
     services.stoppers.append(stop)
+    from bridge.watch import attach as attach_watcher
+
+    services.watcher = attach_watcher(services)
     return services
 
 
 def _wire_integrations(services: Services, targets: dict[str, Target], locators: dict[str, Locator]) -> None:
     """Each integration switches on when its section is configured."""
+    from integrations.arr.wire import wire as wire_arr
     from integrations.emby.wire import wire as wire_emby
     from integrations.jellyfin.wire import wire as wire_jellyfin
     from integrations.plex.wire import wire as wire_plex
 
-    for wire in (wire_jellyfin, wire_plex, wire_emby):
+    for wire in (wire_jellyfin, wire_plex, wire_emby, wire_arr):
         wire(services, targets, locators)
 
 

@@ -164,3 +164,9 @@ def m004_series_overrides_and_handoffs(db: Database) -> None:
         {"source_path": str, "url": str, "target_path": str, "created_at": str},
         pk="source_path",
     )
+
+
+@migrations()
+def m005_watch_state(db: Database) -> None:
+    """When the folder watcher last saw the roots, so a restart re-reads only what changed since."""
+    db["watch_state"].create({"key": str, "value": str}, pk="key")
