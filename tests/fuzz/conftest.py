@@ -11,3 +11,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("fuzz_long"):
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.fuzz import figures
+
+    lines = figures.summary_lines()
+    if lines:
+        terminalreporter.section("fuzz figures")
+        for line in lines:
+            terminalreporter.write_line(line)
