@@ -6,6 +6,17 @@ from typing import Callable
 
 from bridge.mappings import Identity
 from bridge.resolvers.base import Resolved
+from bridge.timeutil import to_epoch
+
+
+def _dead(resolved: Resolved) -> bool:
+    """A cached link never outlives its own expiry, whatever `cache.ttl_seconds` says (links of 15 min exist)."""
+    if not resolved.expires_at:
+        return False
+    try:
+        return to_epoch(resolved.expires_at) <= time.time()
+    except ValueError:
+        return False
 
 
 class ResolveCache:
@@ -22,7 +33,7 @@ class ResolveCache:
         if entry is None:
             return None
         stored_at, resolved = entry
-        if self.clock() - stored_at > self.ttl:
+        if self.clock() - stored_at > self.ttl or _dead(resolved):
             del self._entries[identity]
             return None
         return resolved

@@ -167,7 +167,12 @@ class CacheConfig:
 @dataclass(frozen=True)
 class PlayConfig:
     secret: str = ""
-    mode: str = "redirect"
+    """HMAC key of /play/ links; empty: generated once and stored beside the database (file play-secret)."""
+    old_secrets: list[str] = field(default_factory=list)
+    """Earlier secrets whose links still open (rotation grace); drop them once every file is converted again."""
+    mode: str = "auto"
+    margin_seconds: float = 1800.0
+    """Redirect: a link predicted to expire within this many seconds is re-resolved before the 302."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,7 @@ class Config:
 SECTIONS: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(Config).items() if is_dataclass(hint)
 }
-_CHOICES = {("play", "mode"): ("redirect", "proxy"), ("log", "format"): ("text", "json"),
+_CHOICES = {("play", "mode"): ("auto", "redirect", "proxy"), ("log", "format"): ("text", "json"),
             ("log", "level"): ("debug", "info", "warning", "error")}
 
 
@@ -414,6 +419,12 @@ def _validate(config: Config) -> None:
         url = getattr(config, name).url
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{name}.url: must start with http:// or https://, got {url!r}")
+    if config.play.margin_seconds < 0:
+        raise ConfigError("play.margin_seconds: must not be negative")
+    if config.play.secret and len(config.play.secret) < 16:
+        raise ConfigError("play.secret: must be at least 16 characters (or empty to generate one)")
+    if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"server.public_url: must start with http:// or https://, got {config.server.public_url!r}")
     for i, root in enumerate(config.library.roots):
         if not os.path.isabs(root):
             raise ConfigError(f"library.roots[{i}]: must be an absolute path, got {root!r}")

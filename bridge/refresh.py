@@ -27,6 +27,7 @@ from bridge.links import Link, LinkRules
 from bridge.egress import Egress, EgressDenied
 from bridge.mappings import Identity, Mapping, MappingStore
 from bridge.metrics import Metrics
+from bridge.play.signing import play_link_id
 from bridge.probe import ProbeResult, expiry_iso, probe
 from bridge.redact import redact_url
 from bridge.resolvers.base import EpisodeNotFound, ResolveRequest, Resolved, Resolver, ResolverError
@@ -35,6 +36,17 @@ from bridge.strm import (AnchorMissing, FileMissing, InvalidUrl, KeptLink, Libra
 from bridge.timeutil import now_iso, to_epoch
 
 log = logging.getLogger(__name__)
+
+KEPT_OWN_LINK = "kept_own_link"
+"""Write result for a file holding the bridge's own /play/ link: never overwritten by a direct URL."""
+
+
+def holds_own_link(path: str) -> bool:
+    """Whether the .strm holds a bridge stable link; a file that cannot be read is left to the writer's checks."""
+    try:
+        return play_link_id(read_strm(path)) is not None
+    except (OSError, ValueError):
+        return False
 
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
@@ -459,7 +471,8 @@ class RefreshPipeline:
             for w, fields in stored])
         rescans: list[list[tuple[str, str]]] = []
         for write, written in stored:  # the media servers' rescans are queued in the same commit as the rows
-            rescans.append(await self.on_rewritten({**write.mapping, **written}) if self.on_rewritten else [])
+            changed = results[id(write)] is not KEPT_OWN_LINK  # a kept /play/ file needs no rescan
+            rescans.append(await self.on_rewritten({**write.mapping, **written}) if self.on_rewritten and changed else [])
         await self.store.group_commit.wait()
         for (write, written), queued in zip(stored, rescans):
             mapping_id = write.mapping["id"]
@@ -472,11 +485,14 @@ class RefreshPipeline:
                                      resolver=write.resolved.resolver, rescans=queued)
             write.done.set_result(self._finish(outcome, write.trigger, write.started))
 
-    def _write_files(self, chunk: list[_Write]) -> list[bool | BaseException]:
+    def _write_files(self, chunk: list[_Write]) -> list[bool | str | BaseException]:
         """Runs in a writer thread: each file on its own, a refusal or error for one does not stop the next."""
         results: list[bool | BaseException] = []
         for write in chunk:
             try:
+                if holds_own_link(write.mapping["strm_path"]):
+                    results.append(KEPT_OWN_LINK)  # the file points at /play/: only the row takes the new URL
+                    continue
                 # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped
                 results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False,
                                                   create=False, keep=self._kept))

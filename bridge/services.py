@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bridge.cache import ResolveCache
     from bridge.holding import Holding
     from bridge.jobs import JobRunner
+    from bridge.play.service import PlayService
     from bridge.processor import EventProcessor
     from bridge.refresh import RefreshPipeline
     from bridge.rescan import RescanQueue
@@ -53,6 +54,7 @@ class Services:
     holding: "Holding" = field(init=False)
     egress: Egress = field(default_factory=Egress)
     """Where outgoing connections may go; knows the bridge's own listener (see bridge/egress.py)."""
+    play: "PlayService" = field(init=False)
     watcher: "FolderWatcher | None" = None
 
     def __post_init__(self) -> None:

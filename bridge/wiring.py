@@ -17,6 +17,8 @@ from bridge.events import FailureDetector
 from bridge.holding import LOOP_BUSY_TIMEOUT_MS, Holding
 from bridge.jobs import JobRunner
 from bridge.metrics import measured
+from bridge.play.service import PlayService
+from bridge.play.signing import ensure_play_secret
 from bridge.probe import add_observer as add_probe_observer, remove_observer as remove_probe_observer
 from bridge.processor import EventProcessor, Locator
 from bridge.redact import install as install_redaction
@@ -46,6 +48,7 @@ def secrets_of(config: Config, api_token: str) -> list[str]:
         config.radarr.api_key,
         config.radarr.webhook_token,
         config.play.secret,
+        *config.play.old_secrets,
     ]
     for section in config.resolvers.values():
         values.extend(_secret_values(section))
@@ -89,7 +92,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     chain = resolvers if resolvers is not None else build_resolvers(config, egress)
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
-    install_redaction(secrets_of(config, token))
+    play_secret = ensure_play_secret(config.play.secret, config.database.path)
+    install_redaction([*secrets_of(config, token), play_secret])
     # on the event loop a statement may wait only briefly for another process's lock (see bridge/holding.py)
     db.conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
     services = Services(config=config, db=db, api_token=token, egress=egress)
@@ -106,6 +110,8 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         on_rewritten=functools.partial(services.rescan.enqueue_for, commit=False), links=services.links,
         egress=egress,
     )
+    services.play = PlayService(config.play, services.store, services.pipeline, play_secret)
+    services.route_adders.append(lambda app, key: services.play.add_routes(app))
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
                                margin_seconds=config.refresh.sweep_margin_seconds,
@@ -146,6 +152,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         await services.holding.close()
         await services.processor.stop()
         await services.rescan.stop()
+        await services.play.close()
         await services.pipeline.close()
         checkpointer.stop()
         remove_probe_observer(services.metrics.probe)
