@@ -14,6 +14,7 @@ from bridge.auth import presented_token, token_matches
 from bridge.errors import ApiError, error_response
 from bridge.holding import RETRY_AFTER_SECONDS, is_locked
 from bridge.services import Services
+from bridge.web import add_routes as add_dashboard_routes, is_dashboard_path
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ OPEN_PATHS = ("/healthz",)
 def accepted_tokens(services: Services, path: str) -> list[str] | None:
     """Which tokens open this path; None means the path needs none."""
     if path in OPEN_PATHS or path.startswith("/play/") or path.startswith("/static/"):
+        return None
+    if is_dashboard_path(path):  # the login page, and pages that accept only the dashboard's session cookie
         return None
     if path.startswith("/webhooks/"):
         source = path.split("/")[2]
@@ -114,6 +117,7 @@ def create_app(services: Services) -> web.Application:
     api_refresh.add_routes(app, SERVICES)
     api_identity.add_routes(app, SERVICES)
     openapi.add_routes(app, SERVICES)
+    add_dashboard_routes(app, SERVICES)
     for add_routes in services.route_adders:
         add_routes(app, SERVICES)
 

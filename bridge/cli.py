@@ -329,6 +329,9 @@ def import_(config: Config, roots: tuple[str, ...], site: str | None, slug: str 
     run_import(config, roots, site=site, slug=slug, language=language, provider=provider,
                overwrite_identity=overwrite_identity, as_json=as_json, progress=progress)
 
+from bridge.cli_check import check as _check  # noqa: E402  (needs with_config above)
+
+main.add_command(_check)
 
 from bridge.cli_config import config_group  # noqa: E402
 from bridge.cli_demo import demo  # noqa: E402  (registered last: it imports nothing at start-up)

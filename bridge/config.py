@@ -153,6 +153,9 @@ class RefreshConfig:
     mass_failure_ratio: float = 0.8
     sweep_interval_seconds: float = 300.0
     sweep_margin_seconds: float = 1800.0
+    check_interval_seconds: float = 0.0
+    """Scheduled link health check (0 = off): each round probes the rows checked longest ago and records them."""
+    check_concurrency: int = 8
     deny_hosts: list[str] = field(default_factory=list)
     """Host names (`.example.com` for subdomains too), IPs and CIDR ranges never probed, followed or written."""
     allow_hosts: list[str] = field(default_factory=list)
@@ -398,6 +401,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("server.max_body_bytes: must be at least 1024")
     if config.refresh.concurrency < 1:
         raise ConfigError("refresh.concurrency: must be at least 1")
+    if config.refresh.check_concurrency < 1:
+        raise ConfigError("refresh.check_concurrency: must be at least 1")
+    if config.refresh.check_interval_seconds < 0:
+        raise ConfigError("refresh.check_interval_seconds: must be 0 (off) or more")
     if not config.detector.failure_window_seconds > 0 or not config.detector.min_progress_seconds >= 0:
         raise ConfigError("detector.failure_window_seconds: must be > 0, detector.min_progress_seconds: >= 0")
     if not 0 < config.refresh.mass_failure_ratio <= 1:

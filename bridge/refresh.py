@@ -23,6 +23,7 @@ from bridge.breaker import CircuitBreaker, MassFailureGuard
 from bridge.cache import ResolveCache
 from bridge.config import RefreshConfig
 from bridge.db import atomic
+from bridge.health import record_probe
 from bridge.links import Link, LinkRules
 from bridge.egress import Egress, EgressDenied
 from bridge.mappings import Identity, Mapping, MappingStore
@@ -275,6 +276,7 @@ class RefreshPipeline:
             return RefreshOutcome(mapping_id, "no_resolver", NO_RESOLVER, old_url=mapping.get("resolved_url"))
         if self._needs_probe(mapping, reason, force):
             result = await self._probe(mapping["resolved_url"], mapping)
+            record_probe(self.store, mapping, result)  # a dry run writes no file but keeps what it learned
             action, detail = self._decide(mapping, result, remember=False)
             if action not in ("resolve", "resolve_other_provider"):
                 return RefreshOutcome(mapping_id, "alive" if action == "alive" else action, detail,

@@ -43,6 +43,8 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     route_adders: list[Callable[..., None]] = field(default_factory=list)
     body_limits: dict[str, int] = field(default_factory=dict)
+    paste_templates: dict[str, str] = field(default_factory=dict)
+    """Webhook templates the dashboard shows for pasting (integration files, set by the wiring)."""
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     pipeline: "RefreshPipeline" = field(init=False)

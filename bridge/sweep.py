@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from bridge.background import BackgroundLoop
 from bridge.mappings import MappingStore
 from bridge.refresh import RefreshOutcome, RefreshPipeline
+
+if TYPE_CHECKING:
+    from bridge.health import CheckReport, LinkChecker
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
     def __init__(self, store: MappingStore, pipeline: RefreshPipeline, *, interval_seconds: float,
-                 margin_seconds: float, concurrency: int, batch: int = 1000) -> None:
+                 margin_seconds: float, concurrency: int, batch: int = 1000,
+                 checker: "LinkChecker | None" = None, check_interval_seconds: float = 0.0) -> None:
         self.store = store
         self.pipeline = pipeline
         self.interval = interval_seconds
@@ -21,6 +26,9 @@ class Sweeper:
         self.concurrency = max(1, concurrency)
         self.batch = batch
         self._worker = BackgroundLoop("expiry-sweep", self._loop)
+        self.checker = checker
+        self.check_interval = check_interval_seconds
+        self._checks = BackgroundLoop("link-check", self._check_loop)
 
     async def run_once(self) -> list[RefreshOutcome]:
         ids = self.store.expiring_ids(self.margin, limit=self.batch)
@@ -45,9 +53,33 @@ class Sweeper:
                 log.exception("sweep failed")
             await asyncio.sleep(self.interval)
 
+    async def check_once(self) -> "CheckReport | None":
+        """Probe the rows checked longest ago (never checked first) and record what they answer."""
+        if self.checker is None:
+            return None
+        ids = self.checker.due_ids(self.check_interval, limit=self.batch)
+        if not ids:
+            return None
+        report = await self.checker.check(ids)
+        log.info("link check: %d mapping(s): %s", len(ids), report.counts)
+        return report
+
+    async def _check_loop(self) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except Exception:  # pragma: no cover - the check must keep running
+                log.exception("link check failed")
+            await asyncio.sleep(self.check_interval)
+
     def start(self) -> None:
         if self.interval > 0:
             self._worker.start()
+        if self.check_interval > 0 and self.checker is not None:
+            self._checks.start()
 
     async def stop(self) -> None:
         await self._worker.stop()
+        await self._checks.stop()
+        if self.checker is not None:
+            await self.checker.close()

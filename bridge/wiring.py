@@ -14,6 +14,7 @@ from bridge.config import Config, ConfigError
 from bridge.db import Checkpointer, open_database
 from bridge.egress import Egress
 from bridge.events import FailureDetector
+from bridge.health import LinkChecker
 from bridge.holding import LOOP_BUSY_TIMEOUT_MS, Holding
 from bridge.jobs import JobRunner
 from bridge.metrics import measured
@@ -115,7 +116,9 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
                                margin_seconds=config.refresh.sweep_margin_seconds,
-                               concurrency=config.refresh.concurrency)
+                               concurrency=config.refresh.concurrency,
+                               checker=LinkChecker.from_config(services.store, config, services.links, egress),
+                               check_interval_seconds=config.refresh.check_interval_seconds)
     services.processor = EventProcessor(
         db, FailureDetector(config.detector.failure_window_seconds, config.detector.min_progress_seconds),
         services.pipeline, locators=locators, probe_on_start=config.detector.probe_on_start,
@@ -175,6 +178,21 @@ def _wire_integrations(services: Services, targets: dict[str, Target], locators:
 
     for wire in (wire_jellyfin, wire_plex, wire_emby, wire_arr):
         wire(services, targets, locators)
+    services.paste_templates.update(_paste_templates())
+
+
+def _paste_templates() -> dict[str, str]:
+    """The files users paste into the Jellyfin Webhook plugin and Tautulli, shipped as package data."""
+    from importlib import resources
+
+    found = {}
+    for name, package, filename in (("jellyfin", "integrations.jellyfin", "webhook.handlebars"),
+                                    ("tautulli", "integrations.plex", "tautulli-webhook.json")):
+        try:
+            found[name] = resources.files(package).joinpath(filename).read_text()
+        except (OSError, ModuleNotFoundError):  # pragma: no cover - a broken install: the page says so
+            found[name] = ""
+    return found
 
 
 def integration_checks() -> list[Any]:

@@ -170,3 +170,24 @@ def m004_series_overrides_and_handoffs(db: Database) -> None:
 def m005_watch_state(db: Database) -> None:
     """When the folder watcher last saw the roots, so a restart re-reads only what changed since."""
     db["watch_state"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m006_dashboard_state_index_and_search(db: Database) -> None:
+    """The dashboard counts mappings by state in one statement (an index serves the group-by) and searches
+    slugs and paths by substring (a trigram full-text index over the two columns; triggers keep it in step on
+    insert, delete and a change of slug or path only, so refreshes, which change neither, pay nothing)."""
+    db["mappings"].create_index(["state"], index_name="idx_mappings_state")
+    db.execute("create virtual table mappings_search using fts5(slug, strm_path, content='mappings',"
+               " content_rowid='id', tokenize='trigram')")
+    db.execute("insert into mappings_search(mappings_search) values ('rebuild')")
+    db.execute("create trigger mappings_search_insert after insert on mappings begin"
+               " insert into mappings_search(rowid, slug, strm_path) values (new.id, new.slug, new.strm_path); end")
+    db.execute("create trigger mappings_search_delete after delete on mappings begin"
+               " insert into mappings_search(mappings_search, rowid, slug, strm_path)"
+               " values ('delete', old.id, old.slug, old.strm_path); end")
+    db.execute("create trigger mappings_search_update after update of slug, strm_path on mappings"
+               " when old.slug is not new.slug or old.strm_path is not new.strm_path begin"
+               " insert into mappings_search(mappings_search, rowid, slug, strm_path)"
+               " values ('delete', old.id, old.slug, old.strm_path);"
+               " insert into mappings_search(rowid, slug, strm_path) values (new.id, new.slug, new.strm_path); end")

@@ -305,7 +305,12 @@ async def test_dry_run_touches_nothing(store, library, library_root, fake_provid
     outcome = await p.refresh(m["id"], trigger="manual", reason="manual", dry_run=True)
     await p.close()
     assert outcome.outcome == "would_refresh"
-    assert store.get(m["id"]) == before and fake_provider.resolve_calls == []
+    after = store.get(m["id"])
+    # what the probe found is kept (issue 10: a dry run records its finding); nothing else changes
+    assert after["state"] == "dead" and after["last_status"] == "forbidden" and after["last_checked_at"]
+    changed = {"state", "last_status", "last_checked_at", "updated_at"}
+    assert {k: v for k, v in after.items() if k not in changed} == {k: v for k, v in before.items() if k not in changed}
+    assert fake_provider.resolve_calls == []
     assert read_strm(m["strm_path"]) == m["resolved_url"] and store.refresh_history(m["id"]) == []
 
 

@@ -224,12 +224,63 @@ def test_each_field_with_each_known_killer(live: LiveBridge, source: str) -> Non
     assert live.library_snapshot() == files and live.mapping_count() == mappings
 
 
+# ---- dashboard forms -------------------------------------------------------------------------------------
+DASHBOARD_FORMS = ("/login", "/logout", "/ui/refresh", "/ui/check")
+_FORM_KEYS = st.sampled_from(["id", "site", "slug", "season", "stale", "all", "token", "next", "csrf_token"]) | st.text(max_size=12)
+_FORM_VALUES = st.text(max_size=300) | st.sampled_from(["1", "0", "-1", "", "999999999999999999999", "1e3", "fake",
+                                                        "//evil.example/", "/ui/../api", "\x00", "1" * 5000])
+DASHBOARD_BODIES = st.tuples(
+    st.sampled_from(DASHBOARD_FORMS),
+    st.dictionaries(_FORM_KEYS, _FORM_VALUES, max_size=6).map(
+        lambda form: "&".join(f"{_quote(k)}={_quote(v)}" for k, v in form.items()).encode()) | s.RAW_BODIES,
+    st.just("application/x-www-form-urlencoded") | s.CONTENT_TYPES)
+
+
+def _dashboard_session(live: LiveBridge) -> tuple[requests.Session, str]:
+    """One logged-in browser-like session per module (cookie plus the page's CSRF token)."""
+    import re as _re
+
+    from tests.appfactory import TOKEN
+
+    cached = getattr(live, "dashboard_session", None)
+    if cached is None:
+        browser = requests.Session()
+        answer = browser.post(live.url + "/login", data={"token": TOKEN}, allow_redirects=False, timeout=30)
+        assert answer.status_code == 303, answer.text[:200]
+        page = browser.get(live.url + "/", timeout=30).text
+        cached = browser, _re.search(r'"X-CSRF-Token": "([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        live.dashboard_session = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _dashboard_form(live: LiveBridge, example: tuple[str, bytes, str]) -> None:
+    """Any form at the dashboard's POST routes, with a valid session and CSRF token (logout: without it, so the
+    session survives the run): a 2xx/3xx, the login page's own 401, or a JSON 4xx; never a 5xx."""
+    route, body, content_type = example
+    browser, csrf = _dashboard_session(live)
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    if route.startswith("/ui/"):
+        headers["X-CSRF-Token"] = csrf
+    response = browser.post(live.url + route, data=body, headers=headers, allow_redirects=False, timeout=30)
+    live.statuses[response.status_code] += 1
+    assert response.status_code < 500, f"{route} {response.status_code}: {response.text[:300]}"
+    if route == "/logout":
+        assert response.status_code in (400, 403), response.text[:200]  # no CSRF token: the session stays
+    if response.status_code >= 400 and not (route == "/login" and response.status_code == 401):
+        assert set(response.json()) == {"error", "detail"}, response.text[:200]
+    files, mappings = live.baseline  # type: ignore[attr-defined]
+    assert live.library_snapshot() == files and live.mapping_count() == mappings
+
+
+test_dashboard_forms, test_dashboard_forms_long = twin(DASHBOARD_BODIES)(_dashboard_form)
+
+
 def test_every_route_with_a_body_is_covered() -> None:
     """The properties above reach every POST route the app has (a new one must be added to them)."""
     from bridge.openapi import document
 
     posted = {p for p, item in document()["paths"].items() if "post" in item}
-    covered = set(JSON_WEBHOOKS) | set(MULTIPART_ROUTES) | set(SOURCE_ROUTES.values())
+    covered = set(JSON_WEBHOOKS) | set(MULTIPART_ROUTES) | set(SOURCE_ROUTES.values()) | set(DASHBOARD_FORMS)
     uncovered = posted - covered - {"/api/cache/purge"}  # takes no body
     assert not uncovered, f"POST routes with no property test: {sorted(uncovered)}"
 
