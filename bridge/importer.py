@@ -166,35 +166,45 @@ class Adopter:
         return next((m for m in self.store.by_url(url) if m["strm_path"] != path), None)
 
     def plan(self, path: str, url: str, *, existing: Mapping | None = None, arr: dict[str, Any] | None = None,
-             info: NameInfo | None = None, sibling: Mapping | None = None) -> dict[str, Any] | None:
-        sibling = sibling if sibling is not None else self.sibling(path, url)
+             info: NameInfo | None = None, sibling: Mapping | None = None,
+             find_sibling: bool = True) -> dict[str, Any] | None:
+        """`sibling`: another row holding the same URL; looked up here unless given or `find_sibling` is off."""
+        if sibling is None and find_sibling:
+            sibling = self.sibling(path, url)
         identity = derive_identity(path, url, stored=existing, sibling=sibling, arr=arr, overrides=self.overrides,
                                    flags=self.flags, overwrite=self.overwrite_identity, info=info)
         return changes_for(existing, path, url, identity, self.predict_expiry)
 
-    def moved_from(self, path: str, url: str) -> Mapping | None:
+    def moved_from(self, path: str, url: str, others: list[Mapping] | None = None) -> Mapping | None:
         """The mapping this new file is a move of: the one row holding the same URL whose own file is gone."""
-        candidates = [m for m in self.store.by_url(url) if m["strm_path"] != path]
+        candidates = others if others is not None else [m for m in self.store.by_url(url) if m["strm_path"] != path]
         if len(candidates) != 1 or os.path.exists(candidates[0]["strm_path"]):
             return None
         return candidates[0]
 
-    def adopt(self, path: str, *, arr: dict[str, Any] | None = None, commit: bool = True) -> tuple[str, Mapping | None]:
-        """Adopt one file: ('created' | 'updated' | 'moved' | 'unchanged', row). Raises StrmError, OSError,
-        ValueError for a file that cannot be adopted (outside the roots, unreadable, no URL)."""
+    def adopt(self, path: str, *, arr: dict[str, Any] | None = None, commit: bool = True,
+              skip_states: tuple[str, ...] = ()) -> tuple[str, Mapping | None]:
+        """Adopt one file: ('created' | 'updated' | 'moved' | 'unchanged' | 'skipped', row). Raises StrmError,
+        OSError, ValueError for a file that cannot be adopted (outside the roots, unreadable, no URL).
+        A row in one of `skip_states` is left alone (the watcher skips rows the refresh pipeline is writing)."""
         path = self.check(path)
-        url = self.read(path)
         existing = self.store.by_path(path)
+        if existing is not None and existing["state"] in skip_states:
+            return "skipped", existing
+        url = self.read(path)
         outcome = "updated"
+        others = [m for m in self.store.by_url(url) if m["strm_path"] != path]
         if existing is None:
-            moved = self.moved_from(path, url)
+            moved = self.moved_from(path, url, others)
             if moved is not None:
                 self.store.update(moved["id"], {"strm_path": path}, commit=False)
                 existing = self.store.get(moved["id"])
+                others = []
                 outcome = "moved"
             elif is_handed_off(self.store, path, url):
                 return "unchanged", None
-        record = self.plan(path, url, existing=existing, arr=arr)
+        record = self.plan(path, url, existing=existing, arr=arr, sibling=others[0] if others else None,
+                           find_sibling=False)
         if record is None:
             if commit:
                 self.store.conn.commit()

@@ -64,9 +64,33 @@ class StablePattern:
 
 def _prefix_key(url: str) -> str:
     """Scheme and host compare case-insensitively; the rest byte for byte."""
-    parts = urlsplit(url)
-    head = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-    return head + url[len(head):] if url.lower().startswith(head) else url
+    split = _fast_split(url)
+    if split is None:
+        return url
+    scheme, _netloc, end = split
+    return url[:end].lower() + url[end:]
+
+
+def _fast_split(url: str) -> tuple[str, str, int] | None:
+    """(scheme, netloc lower-cased without userinfo, index where the path starts) of an http(s) URL, else None.
+
+    A refresh classifies every URL it writes (in the event loop and again in a writer thread): this costs a
+    fraction of `urlsplit`, which only runs once per distinct netloc (`LinkRules._bridge_netloc`)."""
+    colon = url.find("://")
+    if colon not in (4, 5):
+        return None
+    scheme = url[:colon].lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    start = colon + 3
+    end = len(url)
+    for mark in "/?#":
+        found = url.find(mark, start, end)
+        if found != -1:
+            end = found
+    netloc = url[start:end]
+    at = netloc.rfind("@")
+    return scheme, (netloc[at + 1:] if at != -1 else netloc).lower(), end
 
 
 def compile_patterns(patterns: Sequence[str], key: str = "library.stable_link_patterns") -> list[StablePattern]:
@@ -165,6 +189,8 @@ class LinkRules:
             names.add(host.lower())
         self._names = frozenset(names)
         self._extra = frozenset((h.lower(), p) for h, p in extra_addresses)
+        self._netlocs: dict[tuple[str, str], bool] = {}
+        """scheme and netloc -> points at the bridge; a library has few distinct hosts, so this stays small."""
 
     @classmethod
     def from_config(cls, config: Any) -> "LinkRules":
@@ -173,6 +199,19 @@ class LinkRules:
 
     def points_at_bridge(self, url: str) -> bool:
         """The URL names this bridge: its public URL's host:port, or this machine with the bridge's port."""
+        split = _fast_split(url)
+        return split is not None and self._bridge_netloc(split[0], split[1])
+
+    def _bridge_netloc(self, scheme: str, netloc: str) -> bool:
+        key = (scheme, netloc)
+        known = self._netlocs.get(key)
+        if known is None:
+            if len(self._netlocs) >= 4096:
+                self._netlocs.clear()
+            known = self._netlocs[key] = self._names_bridge(f"{scheme}://{netloc}/")
+        return known
+
+    def _names_bridge(self, url: str) -> bool:
         address = _host_port(url)
         if address is None:
             return False
@@ -197,13 +236,26 @@ class LinkRules:
         if self.points_at_bridge(url):
             what = "strm-bridge's own /play/ link" if self.is_play_link(url) else "a URL that points at strm-bridge itself"
             return Link(url, "own", what)
-        identity = anibridge_identity(url)
+        identity = anibridge_identity(url) if ANIBRIDGE_PATH in url else None
         if identity is not None:
             return Link(url, "anibridge", "AniBridge stable link", re_resolves=True, identity=identity)
-        for i, pattern in enumerate(self.patterns):
-            if pattern.matches(url):
-                return Link(url, "pattern", f"matches library.stable_link_patterns[{i}] ({pattern.text!r})")
+        index = self._pattern_index(url)
+        if index is not None:
+            return Link(url, "pattern", f"matches library.stable_link_patterns[{index}] ({self.patterns[index].text!r})")
         return Link(url, "direct", "direct URL")
 
+    def _pattern_index(self, url: str) -> int | None:
+        for i, pattern in enumerate(self.patterns):
+            if pattern.matches(url):
+                return i
+        return None
+
     def owned(self, url: str | None) -> bool:
-        return self.classify(url).owned
+        """`classify(url).owned` without building the answer: the writer asks this for every file it replaces."""
+        if not url:
+            return True
+        if self.points_at_bridge(url):
+            return False
+        if ANIBRIDGE_PATH in url and anibridge_identity(url) is not None:
+            return False
+        return self._pattern_index(url) is None

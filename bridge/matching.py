@@ -29,6 +29,8 @@ class Match:
     mapping: Mapping | None
     rule: str | None  # strm_path | file_url | stored_url | identity | item_id
     detail: str = ""
+    refused: bool = False
+    """The item's path was refused (outside the roots): a locator must not fall back on other rules for it."""
 
 
 def match_mapping(
@@ -49,7 +51,7 @@ def match_mapping(
             except StrmError as exc:
                 log.warning("item path %s refused: %s", local_path, exc)
                 return Match(None, None, f"item path {local_path} is refused ({exc.code}: {exc});"
-                                         " no mapping is matched or moved by it")
+                                         " no mapping is matched or moved by it", refused=True)
             try:
                 current = read_strm(local_path)
             except OSError:

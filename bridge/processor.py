@@ -132,6 +132,11 @@ class EventProcessor:
         if match.mapping is None or not match.mapping.get("resolved_url"):
             self._finish(event_id, "no_failure", match=match)
             return
+        if not self.pipeline.links.owned(match.mapping["resolved_url"]):
+            # a stable link: the pipeline asks it once itself (AniBridge re-resolves on that request), never twice
+            outcome = await self.pipeline.refresh(match.mapping["id"], trigger=event.source, reason="probe_on_start")
+            self._finish(event_id, "no_failure" if outcome.outcome == "alive" else outcome.outcome, match=match)
+            return
         result = await probe(self.pipeline.session, match.mapping["resolved_url"],
                              timeout=self.pipeline.config.probe_timeout_seconds)
         if result.status in ("alive", "rate_limited"):

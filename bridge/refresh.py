@@ -310,8 +310,8 @@ class RefreshPipeline:
         if absent is not None:
             return self._leave(mapping, trigger, reason, absent[0], absent[1], started, started_at,
                                {"state": "missing"} if absent[0] == "missing" else {})
-        link = self.links.classify(mapping.get("resolved_url"))
-        if not link.owned:  # with force too: such a file is never replaced as a side effect
+        if not self.links.owned(mapping.get("resolved_url")):  # with force too: never replaced as a side effect
+            link = self.links.classify(mapping.get("resolved_url"))
             return await self._judge_indirection(mapping, link, trigger, reason, started, started_at)
         gated = self._gate(mapping, force)
         if gated is not None:
@@ -396,13 +396,14 @@ class RefreshPipeline:
                                  started_at: str) -> RefreshOutcome:
         """A link strm-bridge does not own: ask it once (AniBridge re-resolves its upstream on that very request
         when it is dead), record what it answered, and leave the file byte for byte as it is."""
+        # such a link does not expire the way a signed CDN URL does: no predicted expiry keeps the sweep asking it
         if link.kind == "own":
             return self._leave(mapping, trigger, reason, "own_link", f"the file holds {link.detail}: never probed,"
-                               " followed or rewritten", started, started_at, {})
+                               " followed or rewritten", started, started_at, {"expires_at": None})
         headers = mapping.get("resolved_headers") if isinstance(mapping.get("resolved_headers"), dict) else None
         result = await probe(self.session, link.url, headers=headers, timeout=self.config.indirection_timeout_seconds)
         outcome, detail, state = indirection_verdict(link, result)
-        fields: dict[str, Any] = {"last_status": result.status}
+        fields: dict[str, Any] = {"last_status": result.status, "expires_at": None}
         if state:
             fields["state"] = state
         if outcome != "alive":

@@ -38,7 +38,8 @@ def is_candidate(path: str) -> bool:
 
 
 def _watch_filter(change: Change, path: str) -> bool:
-    return is_candidate(path)
+    """.strm files, and folders (one moved in whole brings files no event names; one moved out takes its files)."""
+    return is_candidate(path) or not os.path.isfile(path)
 
 
 @dataclass
@@ -51,6 +52,13 @@ class WatchStats:
     batches: int = 0
     caught_up: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _candidates_below(folder: str) -> list[str]:
+    found = []
+    for parent, _dirs, files in os.walk(folder):
+        found.extend(os.path.join(parent, name) for name in files if is_candidate(name))
+    return found
 
 
 class FolderWatcher:
@@ -121,25 +129,38 @@ class FolderWatcher:
         self.stats.batches += 1
         present: set[str] = set()
         gone: set[str] = set()
+        folders_gone: list[str] = []
         for change, path in batch:
             path = os.path.normpath(path)
-            if os.path.lexists(path):
+            if os.path.isdir(path):
+                if change == Change.added:
+                    present.update(_candidates_below(path))
+            elif not is_candidate(path):
+                if not os.path.lexists(path):
+                    folders_gone.append(path)
+            elif os.path.lexists(path):
                 present.add(path)
-            elif change == Change.deleted or change == Change.modified:
+            else:
                 gone.add(path)
         self.adopt_paths(sorted(present))
         self.mark_missing(sorted(gone - present))
+        for folder in folders_gone:
+            self.mark_missing(self._known_below(folder))
         self._mark()
+
+    def _known_below(self, folder: str) -> list[str]:
+        prefix = folder.rstrip(os.sep) + os.sep
+        return [row[0] for row in self.store.conn.execute(
+            "select strm_path from mappings where strm_path >= ? and strm_path < ? and state != 'missing'",
+            (prefix, prefix + "\uffff"))]
 
     def adopt_paths(self, paths: list[str]) -> None:
         adopter = self.make_adopter()
         for i in range(0, len(paths), BATCH):
             for path in paths[i:i + BATCH]:
-                existing = self.store.by_path(path)
-                if existing is not None and existing["state"] == "refreshing":
-                    continue  # the refresh pipeline is writing this file and owns its row
                 try:
-                    outcome, _ = adopter.adopt(path, commit=False)
+                    # a row in `refreshing` is the pipeline's: it is writing this very file
+                    outcome, _ = adopter.adopt(path, commit=False, skip_states=("refreshing",))
                 except StrmError as exc:
                     self.stats.refused += 1
                     self._error(path, f"refused: {exc}")

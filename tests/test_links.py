@@ -57,6 +57,11 @@ def test_classify_kinds() -> None:
     assert rules.classify("http://localhost:8765/api/mappings").kind == "own"
     assert rules.classify(f"http://{socket.gethostname()}:8765/play/1").kind == "own"
     assert rules.classify("http://127.0.0.1:8766/play/3").kind == "direct"  # another port is another service
+    for spelling in ("http://user:pw@127.0.0.1:8765/play/1", "HTTP://LOCALHOST:8765/x", "http://[::1]:8765/play/2",
+                     "http://127.0.0.1:08765/play/1", "https://BRIDGE.example.org/sb/play/9"):
+        assert rules.classify(spelling).kind == "own" and not rules.owned(spelling), spelling
+    for url in (DIRECT, TOKEN_LINK, "https://alist.example/d/x", "http://cdn.example:8765/play/1"):
+        assert rules.owned(url) == rules.classify(url).owned, url
 
 
 def test_without_a_configured_address_only_the_public_url_is_the_bridge() -> None:

@@ -206,3 +206,58 @@ async def test_the_fake_behaves_like_anibridge(world: dict[str, Any]) -> None:
             assert bad.status == 401 and (await bad.json())["detail"] == "invalid signature"
         async with session.get(f"{bridge.base_url}/strm/stream?slug=x&s=1&e=1") as incomplete:
             assert incomplete.status == 401  # auth is checked before the identity, as in AniBridge
+
+
+async def test_the_sweep_stops_asking_a_stable_link_once_judged(world: dict[str, Any]) -> None:
+    mapping, path = plant(world, world["token"], "oshi-no-ko", 1)
+    store = world["services"].store
+    store.update(mapping["id"], {"expires_at": "2000-01-01T00:00:00.000Z"})  # e.g. registered with a guess
+    assert store.expiring_ids(0) == [mapping["id"]]
+    outcomes = await world["services"].sweeper.run_once()
+    assert [o.outcome for o in outcomes] == ["alive"]
+    assert store.expiring_ids(0) == [] and len(world["token"].requests) == 1
+    assert read_strm(path) == mapping["resolved_url"]
+
+
+async def test_probe_on_start_asks_a_stable_link_once(tmp_path: Path, world: dict[str, Any]) -> None:
+    services = world["services"]
+    services.processor.probe_on_start = True
+    mapping, path = plant(world, world["apikey"], "blue-lock", 5)
+    before = snapshot(path)
+    world["provider"].remove_episode(world["apikey"].key_of("blue-lock", 1, 5))
+    response = await world["client"].post(f"/webhooks/emby?token={HOOK}", json=emby_payload("start", path, world["root"]))
+    assert response.status == 202
+    await services.processor.drain()
+    outcome = services.db.conn.execute("select outcome from events where kind = 'start'").fetchone()[0]
+    assert outcome == "upstream_dead" and world["apikey"].arrivals == 1 and snapshot(path) == before
+
+
+async def test_cli_forced_refresh_of_all_leaves_stable_links_alone(world: dict[str, Any], tmp_path: Path) -> None:
+    """`strm-bridge refresh --all --force` in its own process, against the same fake AniBridge."""
+    import asyncio
+    import sys
+
+    planted = [plant(world, world["token"], "mushishi", 1), plant(world, world["apikey"], "mushishi", 2)]
+    before = {str(path): snapshot(path) for _, path in planted}
+    config = tmp_path / "strm-bridge.toml"  # the one make_services wrote: same database, same roots
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "refresh", "--all", "--force", "--json", "--no-progress", "--config",
+        str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    assert sorted(item["outcome"] for item in json.loads(out)["items"]) == ["alive", "alive"]
+    assert {str(path): snapshot(path) for _, path in planted} == before
+    assert len(world["token"].requests) == 1 and len(world["apikey"].requests) == 1
+    assert world["provider"].resolve_calls == []
+
+
+async def test_a_rotated_anibridge_secret_is_reported_not_repaired(world: dict[str, Any]) -> None:
+    mapping, path = plant(world, world["token"], "vinland-saga", 1)
+    before = snapshot(path)
+    world["token"].secret = "rotated-secret-0000"  # STRM_PROXY_SECRET changed: every old sig is now refused
+    answer = await (await world["client"].post("/api/refresh", json={"id": mapping["id"], "force": True},
+                                               headers=AUTH)).json()
+    assert answer["outcome"] == "link_refused" and "401" in answer["detail"]
+    assert [s for _m, _q, s in world["token"].requests] == [401] and snapshot(path) == before
+    assert world["services"].store.get(mapping["id"])["state"] == "dead" and world["provider"].resolve_calls == []

@@ -132,3 +132,19 @@ async def test_watch_switched_on_by_configuration(tmp_path: Path, aiohttp_client
     assert (row["site"], row["slug"], row["season"], row["episode"]) == ("s.to", "9-1-1", 6, 3)
     (tmp_path / "off").mkdir()
     assert make_services(tmp_path / "off", roots=[root]).watcher is None
+
+
+async def test_whole_folders_moved_in_and_out(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = world["store"]
+    await world["start"]()
+    staging = tmp_path / "staging" / "Spy x Family (2022)" / "Season 1"
+    staging.mkdir(parents=True)
+    for e in (1, 2, 3):
+        (staging / f"Spy x Family - S01E0{e} - T.strm").write_text(f"https://cdn.test/spy/{e}.m3u8\n")
+    series = world["root"] / "tv" / "Spy x Family (2022)"
+    series.parent.mkdir()
+    os.rename(staging.parent, series)  # one event for the folder, none for the files in it
+    await until(lambda: store.count() == 3)
+    assert {r["episode"] for r in store.search(slug="spy-x-family")[0]} == {1, 2, 3}
+    os.rename(series, tmp_path / "staging" / "away")  # moved out of the roots whole
+    await until(lambda: all(r["state"] == "missing" for r in store.search(slug="spy-x-family")[0]))

@@ -68,6 +68,8 @@ class PlexLocator:
     async def locate(self, event: PlaybackEvent) -> Match:
         if event.path:  # Tautulli sends the part file: no need to ask Plex when it is already known
             match = self._match_file(event.path)
+            if match.refused:  # outside the library: nothing else may be matched for this item
+                return match
             if match.mapping is not None:
                 return self._remember(match, event.item_id)
         if not event.item_id or not event.item_id.isdigit():
@@ -84,6 +86,8 @@ class PlexLocator:
             return Match(None, None, "item has no media part")
         for file in info.files:
             match = self._match_file(file)
+            if match.refused:
+                return match
             if match.mapping is not None:
                 return self._remember(match, event.item_id)
         hints = {**event.hints, **info.hints()}

@@ -389,7 +389,8 @@ async def test_items_without_a_usable_part_write_nothing(bridge: Bridge) -> None
     await bridge.settle()
     stops = {e["item_id"]: e for e in await bridge.events() if e["kind"] == "stop"}
     assert (stops[str(no_part)]["outcome"], stops[str(no_part)]["error"]) == ("unmatched", "item has no media part")
-    assert stops[str(elsewhere)]["outcome"] == "unmatched" and "no mapping for part" in stops[str(elsewhere)]["error"]
+    # a part outside library.roots is refused by name: nothing else (identity) may be matched for it
+    assert stops[str(elsewhere)]["outcome"] == "unmatched" and "outside the library roots" in stops[str(elsewhere)]["error"]
     assert stops["999999"]["outcome"] == "unmatched" and "Plex has no item 999999" in stops["999999"]["error"]
     await assert_untouched(bridge, no_part)
     await assert_untouched(bridge, elsewhere)
