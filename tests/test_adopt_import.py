@@ -161,3 +161,19 @@ def test_series_overrides_are_validated(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load(text)
+
+
+def test_a_stable_link_ranks_above_what_is_stored(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    ep = EPISODES[4]  # 9-1-1 S02E01 English Dub on s.to
+    file = write_strm(root, ep, stable_link(ep))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "db.sqlite"}"\n[library]\nroots = ["{root}"]\n')
+    assert "created 1" in run(["import", str(root)], config)[1]
+    store = MappingStore(open_database(tmp_path / "db.sqlite"))
+    store.upsert({"strm_path": str(file), "slug": "nine-one-one", "language": "German Dub"})
+    code, out, _ = run(["import", str(root)], config)
+    assert code == 0 and "updated 1" in out
+    row = store.by_path(str(file))
+    assert (row["slug"], row["language"], row["provider"]) == ("9-1-1", "English Dub", "VOE")
