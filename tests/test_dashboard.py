@@ -187,3 +187,38 @@ def test_search_index_follows_inserts_renames_and_deletes(db) -> None:  # type: 
     assert mapping_page(db.conn, q="/Oshi").total == 0  # a leading slash means a path prefix, not a substring
     plan = " ".join(str(r) for r in db.conn.execute("explain query plan select state, count(*) from mappings group by state"))
     assert "idx_mappings_state" in plan
+
+
+async def test_series_and_stale_refresh_start_jobs_and_report_progress(aiohttp_client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                        library_root: Path, fake_provider) -> None:
+    import asyncio
+
+    services = make_services(tmp_path, text=(
+        f'[refresh]\ncooldown_seconds = 0\nresolvers = ["http"]\n[resolvers.http]\nurl = "{fake_provider.base_url}/resolve"\n'),
+        roots=[library_root])
+    client = await aiohttp_client(create_app(services))
+    rows = [add_mapping(services.store, library_root, fake_provider, e) for e in (1, 2)]  # expired links
+    rows.append(add_mapping(services.store, library_root, fake_provider, 3, slug="other"))
+    cookie, csrf = await log_in(client)
+    jar, post = {COOKIE_NAME: cookie}, {"X-CSRF-Token": csrf}
+
+    async def run(form: dict[str, str]) -> str:
+        fragment = await (await client.post("/ui/refresh", data=form, headers=post, cookies=jar)).text()
+        poll = re.search(r'hx-get="(/ui/jobs/[0-9a-f]{16}[^"]*)"', fragment)
+        assert poll, fragment
+        for _ in range(200):
+            fragment = await (await client.get(poll.group(1).replace("&amp;", "&"), cookies=jar)).text()
+            if 'data-state="done"' in fragment:
+                return fragment
+            await asyncio.sleep(0.05)
+        raise AssertionError(fragment)
+
+    done = await run({"site": "fake", "slug": "show"})
+    assert "2 / 2" in done and "2 refreshed" in done and "Refresh show" in done
+    assert services.store.get(rows[2]["id"])["resolved_url"] == rows[2]["resolved_url"]  # another series
+    services.store.update(rows[2]["id"], {"state": "dead"})
+    done = await run({"stale": "1"})
+    assert "1 / 1" in done and "1 refreshed" in done and "everything stale" in done
+    assert services.store.get(rows[2]["id"])["state"] == "ok"
+    nothing = await (await client.post("/ui/refresh", data={"stale": "1"}, headers=post, cookies=jar)).text()
+    assert "nothing to refresh" in nothing

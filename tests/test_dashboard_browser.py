@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.request import Request, urlopen
 
 import pytest
 
@@ -24,6 +25,7 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 SHOTS = Path(os.environ.get("STRM_BRIDGE_SCREENSHOTS") or Path(__file__).resolve().parents[1] / "build" / "screenshots")
 WAIT_MS = 15_000
+FIXTURES = Path(__file__).parent / "fixtures" / "jellyfin"
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +213,21 @@ def test_integrations_page(page: Page, live: LiveBridge, console_errors: list[st
     expect(page.locator(".warning")).to_contain_text("loopback")
     shot(page, "07-integrations")
 
+    # something to show on the log page: a refresh from the dashboard and a webhook from Jellyfin
+    rows = library(live)
+    page.goto(f"{live.base_url}/ui/mappings?q=frieren+S01E01")
+    page.locator(f"#mapping-{rows['f1']['id']} button.refresh-episode").click()
+    expect(page.locator(f"#mapping-{rows['f1']['id']} .outcome")).to_contain_text("refreshed", timeout=WAIT_MS)
+    webhook = Request(f"{live.base_url}/webhooks/jellyfin", method="POST",
+                      data=(FIXTURES / "template_playback_start.json").read_bytes(),
+                      headers={"Content-Type": "application/json", "X-Api-Key": "jellyfin-hook-token-1234"})
+    assert urlopen(webhook, timeout=10).status == 202
+
     page.click("text=Refresh log")
     expect(page.locator("h1").first).to_have_text("Refresh log")
+    expect(page.locator("#refresh-log tbody tr").first).to_contain_text("refreshed")
+    page.reload()
+    expect(page.locator("#events tbody tr").first).to_contain_text("jellyfin", timeout=WAIT_MS)
     shot(page, "08-log")
     assert console_errors == []
 

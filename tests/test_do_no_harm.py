@@ -307,3 +307,28 @@ url = "{fake_provider.base_url}/resolve"
     row = services.store.get(mapping["id"])
     assert row["strm_path"] == mapping["strm_path"] and row["updated_at"] == mapping["updated_at"]
     assert fake_provider.resolve_calls == [] and Path(mapping["strm_path"]).read_text() == mapping["resolved_url"] + "\n"
+
+
+async def test_a_configured_stable_link_pattern_is_probed_never_rewritten(
+        tmp_path: Path, library_root: Path, fake_provider: FakeProvider, aiohttp_client: Any) -> None:
+    services = make_services(tmp_path, f"""stable_link_patterns = ["{fake_provider.base_url}/d/"]
+[refresh]
+resolvers = ["http"]
+[resolvers.http]
+url = "{fake_provider.base_url}/resolve"
+""", roots=[library_root])
+    client = await aiohttp_client(create_app(services))
+    kept = add_mapping(services.store, library_root, fake_provider, 1, url=f"{fake_provider.base_url}/d/show/1/1")
+    direct = add_mapping(services.store, library_root, fake_provider, 2)  # the control: an expired direct URL
+    before = Path(kept["strm_path"]).read_bytes()
+    started = await (await client.post("/api/refresh", json={"all": True, "force": True}, headers=AUTH)).json()
+    for _ in range(300):
+        job = await (await client.get(f"/api/jobs/{started['job']}", headers=AUTH)).json()
+        if job["state"] == "done":
+            break
+        await asyncio.sleep(0.01)
+    assert job["counts"] == {"alive": 1, "refreshed": 1}
+    assert Path(kept["strm_path"]).read_bytes() == before and read_strm(direct["strm_path"]) != direct["resolved_url"]
+    assert fake_provider.redirect_calls == 1 and len(fake_provider.resolve_calls) == 1
+    detail = services.store.refresh_history(kept["id"])[0]
+    assert detail["outcome"] == "alive"

@@ -230,3 +230,34 @@ async def test_probe_on_start_asks_a_stable_link_once(tmp_path: Path, world: dic
     await services.processor.drain()
     outcome = services.db.conn.execute("select outcome from events where kind = 'start'").fetchone()[0]
     assert outcome == "upstream_dead" and world["apikey"].arrivals == 1 and snapshot(path) == before
+
+
+async def test_cli_forced_refresh_of_all_leaves_stable_links_alone(world: dict[str, Any], tmp_path: Path) -> None:
+    """`strm-bridge refresh --all --force` in its own process, against the same fake AniBridge."""
+    import asyncio
+    import sys
+
+    planted = [plant(world, world["token"], "mushishi", 1), plant(world, world["apikey"], "mushishi", 2)]
+    before = {str(path): snapshot(path) for _, path in planted}
+    config = tmp_path / "strm-bridge.toml"  # the one make_services wrote: same database, same roots
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "refresh", "--all", "--force", "--json", "--no-progress", "--config",
+        str(config), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    assert sorted(item["outcome"] for item in json.loads(out)["items"]) == ["alive", "alive"]
+    assert {str(path): snapshot(path) for _, path in planted} == before
+    assert len(world["token"].requests) == 1 and len(world["apikey"].requests) == 1
+    assert world["provider"].resolve_calls == []
+
+
+async def test_a_rotated_anibridge_secret_is_reported_not_repaired(world: dict[str, Any]) -> None:
+    mapping, path = plant(world, world["token"], "vinland-saga", 1)
+    before = snapshot(path)
+    world["token"].secret = "rotated-secret-0000"  # STRM_PROXY_SECRET changed: every old sig is now refused
+    answer = await (await world["client"].post("/api/refresh", json={"id": mapping["id"], "force": True},
+                                               headers=AUTH)).json()
+    assert answer["outcome"] == "link_refused" and "401" in answer["detail"]
+    assert [s for _m, _q, s in world["token"].requests] == [401] and snapshot(path) == before
+    assert world["services"].store.get(mapping["id"])["state"] == "dead" and world["provider"].resolve_calls == []

@@ -6,7 +6,6 @@ auth layer checks it against `[sonarr]`/`[radarr] webhook_token` or the API toke
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -20,6 +19,7 @@ from bridge.pathmap import PathMap
 from bridge.probe import expiry_iso
 from bridge.services import Services
 from bridge.timeutil import now_iso
+from bridge.validate import InvalidValue, parse_json
 from integrations.arr.handler import ArrRefused, apply
 from integrations.arr.payload import App, ArrPayloadError, parse
 
@@ -32,9 +32,10 @@ def handler_for(app_name: App, services: Services) -> Callable[[web.Request], Aw
     async def handle(request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            payload = json.loads(raw.decode(request.charset or "utf-8"))
-        except (UnicodeDecodeError, LookupError, json.JSONDecodeError) as exc:
-            raise ApiError(400, "invalid_payload", f"body is not JSON: {exc}") from None
+            # strict JSON with bounded nesting: json.loads raised RecursionError (a 500) on a deep body
+            payload = parse_json(raw.decode(request.charset or "utf-8"))
+        except (UnicodeDecodeError, LookupError, InvalidValue) as exc:
+            raise ApiError(400, "invalid_payload", f"body is not JSON: {exc}"[:500]) from None
         try:
             event = parse(app_name, payload)
         except ArrPayloadError as exc:

@@ -133,8 +133,9 @@ DEEP_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 
 
 @pytest.mark.parametrize("deep", [DEEP, DEEP_OBJECT], ids=["array", "object"])
-@pytest.mark.parametrize("route", ["/webhooks/tautulli", "/webhooks/emby", "/webhooks/jellyfin", "/api/mappings",
-                                   "/api/refresh", "/api/rescan"])
+@pytest.mark.parametrize("route", ["/webhooks/tautulli", "/webhooks/emby", "/webhooks/jellyfin", "/webhooks/sonarr",
+                                   "/webhooks/radarr", "/api/mappings", "/api/refresh", "/api/rescan",
+                                   "/api/mappings/prune"])
 async def test_deep_json_is_400(client, route: str, deep: bytes) -> None:  # type: ignore[no-untyped-def]
     response = await client.post(route, data=deep, headers={**AUTH, "Content-Type": "application/json"})
     await assert_4xx(response, 400)
