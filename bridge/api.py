@@ -189,7 +189,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
         """Retire one mapping; its .strm file stays where it is."""
         services = request.app[key]
         raw = request.match_info["id"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "¹".isdigit() is true, int() refuses it
             raise bad_request("mapping id must be a positive integer")
         mapping = services.store.get(int(raw))
         if mapping is None:

@@ -57,7 +57,7 @@ def identity_changes(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str
 
 def _mapping_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "¹".isdigit() is true and int() refuses it
         raise bad_request("mapping id must be a positive integer")
     return int(raw)
 

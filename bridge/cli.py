@@ -196,7 +196,7 @@ def mappings_list(config: Config, path: str | None, slug: str | None, season: in
 def mappings_show(config: Config, ref: str, as_json: bool) -> None:
     """Show one mapping by id or .strm path, with its recent refreshes."""
     store = _read_store(config)
-    mapping = None if store is None else store.get(int(ref)) if ref.isdigit() else store.by_path(ref)
+    mapping = None if store is None else store.get(int(ref)) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else store.by_path(ref)
     if mapping is None:
         raise Failed(f"no mapping {ref!r}")
     history = store.refresh_history(mapping["id"], limit=10)
@@ -340,3 +340,7 @@ from bridge.cli_init import init  # noqa: E402
 main.add_command(demo)
 main.add_command(init)
 main.add_command(config_group)
+
+from bridge.cli_convert import register as register_convert  # noqa: E402
+
+register_convert(main, with_config, _selection_body)

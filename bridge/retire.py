@@ -43,7 +43,7 @@ class PruneReport:
 def find(store: MappingStore, ref: str) -> Mapping | None:
     """A mapping by id (digits) or by its .strm path."""
     ref = ref.strip()
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:  # "¹".isdigit() is true and int() refuses it
         return store.get(int(ref))
     return store.by_path(os.path.normpath(ref) if ref.startswith("/") else ref)
 

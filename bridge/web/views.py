@@ -52,7 +52,7 @@ def _form_text(form: Any, name: str, limit: int = MAX_TEXT) -> str:
 def _int_field(value: str, name: str, low: int = 0, high: int = 2**62) -> int | None:
     if value == "":
         return None
-    if not value.isdigit() or len(value) > 18 or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18 or not low <= int(value) <= high:
         raise ApiError(400, "invalid_field", f"{name} must be an integer from {low} to {high}")
     return int(value)
 
@@ -177,7 +177,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     async def integration_status(request: web.Request) -> web.Response:
         services = services_of(request)
         text = request.match_info["index"]
-        index = int(text) if text.isdigit() and len(text) <= 4 else None
+        index = int(text) if text.isascii() and text.isdigit() and len(text) <= 4 else None
         found = components(services.config, [r.name for r in services.pipeline.resolvers])
         if index is None or index >= len(found):
             raise ApiError(404, "not_found", "no such component")

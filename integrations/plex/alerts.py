@@ -18,6 +18,7 @@ from plexapi.alert import AlertListener
 from plexapi.server import PlexServer
 
 from bridge.events import PlaybackEvent
+from bridge.validate import finite_number
 from integrations.plex.client import PlexClient, PlexError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def error_events(container: dict[str, Any]) -> list[PlaybackEvent]:
         if not rating_key.isdigit():
             continue
         offset = note.get("viewOffset")
-        position = float(offset) / 1000.0 if isinstance(offset, (int, float)) and not isinstance(offset, bool) else None
+        milliseconds = finite_number(offset)  # float() of a 400-digit int raises OverflowError
+        position = milliseconds / 1000.0 if milliseconds is not None else None
         out.append(
             PlaybackEvent(
                 source="plex",

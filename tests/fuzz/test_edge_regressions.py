@@ -356,3 +356,18 @@ def test_validate_url_bad_brackets(url: str) -> None:
 def test_check_path_nul_and_surrogates(library: Library, library_root: Path, name: str) -> None:
     with pytest.raises(StrmError):
         library.check_path(str(library_root) + "/" + name)
+
+
+# ---- found by the long runs (schemathesis and hypothesis, -m fuzz_long) ------------------------------------
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH"])
+@pytest.mark.parametrize("mapping_id", ["%C2%B9", "%C2%B2", "%E2%91%A0", "%D9%A3"], ids=["sup1", "sup2", "circled1", "arabic3"])
+async def test_unicode_digit_mapping_id_is_400(client, method: str, mapping_id: str) -> None:  # type: ignore[no-untyped-def]
+    """`"¹".isdigit()` is true and `int("¹")` raises: the DELETE and PATCH routes answered 500."""
+    response = await client.request(method, f"/api/mappings/{mapping_id}", json={"slug": "x"}, headers=AUTH)
+    await assert_4xx(response, 400)
+
+
+def test_retire_find_by_unicode_digits_is_a_path_lookup(store) -> None:  # type: ignore[no-untyped-def]
+    from bridge.retire import find
+
+    assert find(store, "¹") is None  # was int("¹"): ValueError
