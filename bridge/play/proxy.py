@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.play.hls import MAX_PLAYLIST_BYTES, is_playlist_text, looks_like_playlist
 from bridge.play.locate import PlayUnavailable, Upstream
+from bridge.play.splice import can_splice, splice_body
 from bridge.probe import classify_status
 from bridge.redact import redact_url
 
@@ -133,12 +134,21 @@ class Relay:
         try:
             while True:
                 try:
-                    while True:
-                        data = await response.content.readany()
-                        if not data:
-                            break
-                        await out.write(data)
-                        sent += len(data)
+                    if can_splice(self.request, response, out):
+                        assert response.content_length is not None
+                        done = await splice_body(self.request, response, out, response.content_length,
+                                                 self.session.timeout.sock_read or 60.0)
+                        sent += done.moved
+                        self.stats["spliced_bytes"] = self.stats.get("spliced_bytes", 0) + done.moved
+                        if not done.complete:
+                            raise aiohttp.ClientPayloadError("upstream body ended early")
+                    else:
+                        while True:
+                            data = await response.content.readany()
+                            if not data:
+                                break
+                            await out.write(data)
+                            sent += len(data)
                     if span is not None and sent < span[1] - span[0] + 1:
                         raise aiohttp.ClientPayloadError("upstream body ended early")
                     break
