@@ -340,3 +340,7 @@ from bridge.cli_init import init  # noqa: E402
 main.add_command(demo)
 main.add_command(init)
 main.add_command(config_group)
+
+from bridge.cli_convert import register as register_convert  # noqa: E402
+
+register_convert(main, with_config, _selection_body)

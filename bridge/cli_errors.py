@@ -68,7 +68,25 @@ def translate(exc: BaseException) -> click.ClickException | None:
 
 
 class BridgeGroup(click.Group):
-    """The top-level group: turns anything escaping a subcommand into one line."""
+    """The top-level group: turns anything escaping a subcommand into one line, usage errors included."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:  # click prints usage, a hint and the error on three lines
+            where = exc.ctx.command_path if exc.ctx is not None else PROG
+            click.echo(f"{PROG}: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo(f"{PROG}: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

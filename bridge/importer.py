@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from bridge import overrides as series_overrides
 from bridge.mappings import IDENTITY_FIELDS, Mapping, MappingStore
 from bridge.names import NameInfo, parse_path, parse_release
+from bridge.play.signing import play_link_id
 from bridge.strm import (InvalidUrl, Library, NoRoots, OutsideRoots, StrmError, _within, is_temp_name, read_strm,
                          validate_url)
 from bridge.timeutil import now_iso
@@ -112,7 +113,8 @@ def changes_for(existing: Mapping | None, path: str, url: str, identity: dict[st
                       expires_at=predict_expiry(url) if predict_expiry is not None else None)
         return record
     changed = {k: v for k, v in record.items() if k != "strm_path" and existing.get(k) != v}
-    if existing.get("resolved_url") != url:
+    if existing.get("resolved_url") != url and play_link_id(url) != existing.get("id"):
+        # (a file holding this mapping's own /play/ link keeps the row's direct URL: it is what the link leads to)
         # a new URL is a new link: its own expiry prediction and a fresh resolved_at, state unknown until probed
         changed.update(resolved_url=url, resolved_at=now_iso(), state="unknown", last_status=None,
                        expires_at=predict_expiry(url) if predict_expiry is not None else None)

@@ -12,7 +12,7 @@ from typing import IO
 
 import orjson
 
-from bridge.redact import redact_text
+from bridge.redact import own, redact_text
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: str = "info", stream: IO[str] | None = None) -> logging.Handler:
     """Replace the root handlers with one stream handler in the chosen format."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = own(logging.StreamHandler(stream or sys.stderr))  # the bridge's: its secrets' redaction goes here
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

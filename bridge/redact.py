@@ -45,29 +45,74 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """Installed on the root handlers so no module can leak a token or a signed URL by accident."""
+_OWNED = "_strm_bridge_handler"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+
+def own(handler: logging.Handler) -> logging.Handler:
+    """Mark a handler as the bridge's own: only those carry the bridge's redaction."""
+    setattr(handler, _OWNED, True)
+    return handler
+
+
+def bridge_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if getattr(h, _OWNED, False)]
+
+
+class RedactingFormatter(logging.Formatter):
+    """Masks the known secrets in the final text of the bridge's own handler.
+
+    It wraps the handler's formatter instead of filtering the record: a filter that rewrote `record.msg` would
+    change the record for every other handler too (a test's capture, an embedding application's), hiding from
+    them what this redaction does, and leaving its mask behind after the bridge stopped.
+    """
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
+        self.original = inner
+        self.inner = inner if inner is not None else logging.Formatter()  # what the handler used without one
+        self.layers: list[Redaction] = []
+
+    def format(self, record: logging.LogRecord) -> str:
+        secrets = [s for layer in self.layers for s in layer.secrets]
+        return redact_text(self.inner.format(record), secrets)
+
+
+class Redaction:
+    """One running bridge's secrets on its handlers; `remove` (at shutdown) takes them off again."""
+
+    def __init__(self, secrets: Iterable[str], handlers: Iterable[logging.Handler]) -> None:
         self.secrets = [s for s in secrets if s]
+        self.handlers = list(handlers)
+        for handler in self.handlers:
+            formatter = handler.formatter
+            if not isinstance(formatter, RedactingFormatter):
+                formatter = RedactingFormatter(formatter)
+                handler.setFormatter(formatter)
+            formatter.layers.append(self)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = redact_text(message, self.secrets)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_text(record.exc_text, self.secrets)
-        return True
+    def remove(self) -> None:
+        for handler in self.handlers:
+            formatter = handler.formatter
+            if isinstance(formatter, RedactingFormatter) and self in formatter.layers:
+                formatter.layers.remove(self)
+                if not formatter.layers:
+                    handler.formatter = formatter.original
+        self.handlers = []
 
 
-def install(secrets: Iterable[str]) -> RedactingFilter:
-    log_filter = RedactingFilter(secrets)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in root.handlers:
-        handler.addFilter(log_filter)
-    return log_filter
+def install(secrets: Iterable[str], handlers: Iterable[logging.Handler] | None = None) -> Redaction:
+    """On the bridge's own handlers (`serve` sets one up); with no logging configured at all, it makes one.
+
+    Handlers it does not own (pytest's capture, an application embedding the bridge) are left alone.
+    """
+    if handlers is None:
+        root = logging.getLogger()
+        handlers = bridge_handlers()
+        if not handlers and not root.handlers:
+            handler = own(logging.StreamHandler())
+            handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+            root.addHandler(handler)
+            root.setLevel(logging.INFO)
+            handlers = [handler]
+    return Redaction(secrets, handlers)

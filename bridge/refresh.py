@@ -662,6 +662,9 @@ class RefreshPipeline:
                                            outcome="recovered", old_url=mapping.get("resolved_url"),
                                            new_url=current, commit=False)
                     action = "adopted file URL"
+                elif current is None and (self._absent(mapping) or ("",))[0] == "missing":
+                    self.store.update(mapping["id"], {"state": "missing"}, commit=False)  # deleted meanwhile
+                    action = "missing"
                 else:
                     self.store.update(mapping["id"], {"state": "unknown"}, commit=False)
                     action = "restored"

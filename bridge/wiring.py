@@ -94,7 +94,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     db = open_database(config.database.path)
     token = api_token or ensure_api_token(config.server.api_token, config.database.path)
     play_secret = ensure_play_secret(config.play.secret, config.database.path)
-    install_redaction([*secrets_of(config, token), play_secret])
+    redaction = install_redaction([*secrets_of(config, token), play_secret])
     # on the event loop a statement may wait only briefly for another process's lock (see bridge/holding.py)
     db.conn.execute(f"PRAGMA busy_timeout = {LOOP_BUSY_TIMEOUT_MS}")
     services = Services(config=config, db=db, api_token=token, egress=egress)
@@ -160,6 +160,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         checkpointer.stop()
         remove_probe_observer(services.metrics.probe)
         db.conn.close()
+        redaction.remove()  # the next bridge in this process (tests) must not inherit this one's masks
 
     services.starters.append(start)
     services.stoppers.append(stop)

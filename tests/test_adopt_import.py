@@ -37,6 +37,12 @@ def build_library(root: Path) -> dict[str, tuple[Episode, str]]:
     renamed.parent.mkdir(parents=True)
     shutil.copyfile(original, renamed)
     written[str(renamed)] = (EPISODES[0], "renamed")
+    # Radarr imported the film by copy: `Title (Year)/Title (Year) …`, the title (not the folder) as identity
+    film = next(p for p, (ep, mode) in written.items() if ep == FILM)
+    movie = root / "movies" / "Der Tiger (2025)" / "Der Tiger (2025) WEBDL-1080p.strm"
+    movie.parent.mkdir(parents=True)
+    shutil.copyfile(film, movie)
+    written[str(movie)] = (FILM, "renamed")
     # a renamed 9-1-1 episode whose original is gone: only an override can tell site and language
     lone = root / "tv" / "9-1-1 (2018)" / "Season 6" / "9-1-1 - S06E03 - Pinned WEBDL-1080p.strm"
     lone.parent.mkdir(parents=True)
@@ -58,6 +64,9 @@ def test_import_gets_every_identity_right(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / "Elsewhere.S01E01.1080p.WEB.H264.GER-STO [STRM].strm").write_text("https://cdn.test/x.m3u8\n")
     os.symlink(outside / "Elsewhere.S01E01.1080p.WEB.H264.GER-STO [STRM].strm", root / "downloads-direct" / "link.strm")
+    boot = root / "movies" / "Das Boot (1981)" / "Das Boot (1981) Bluray-1080p.strm"  # a film no name tells more of
+    boot.parent.mkdir(parents=True)
+    boot.write_text("https://cdn.test/boot.m3u8\n")
     config = tmp_path / "c.toml"
     config.write_text(
         f'[database]\npath = "{tmp_path / "db.sqlite"}"\n[library]\nroots = ["{root}"]\n'
@@ -67,12 +76,12 @@ def test_import_gets_every_identity_right(tmp_path: Path) -> None:
     code, out, err = run(["import", str(root), "--site", "aniworld.to", "--language", "German Dub", "--json"], config)
     assert code == 1, out + err  # the symlink out of the roots was asked for and refused
     report = json.loads(out)
-    assert report["created"] == len(written) and report["updated"] == 0
+    assert report["created"] == len(written) + 1 and report["updated"] == 0
     assert [e["path"] for e in report["errors"]] == [str(root / "downloads-direct" / "link.strm")]
     assert "outside the library roots" in report["errors"][0]["error"]
 
     store = MappingStore(open_database(tmp_path / "db.sqlite"))
-    assert store.count() == len(written)
+    assert store.count() == len(written) + 1
     for path, (ep, mode) in written.items():
         row = store.by_path(path)
         assert row is not None, path
@@ -82,11 +91,15 @@ def test_import_gets_every_identity_right(tmp_path: Path) -> None:
         assert got == want, (path, mode)
         if mode == "proxy":
             assert row["source_url"] == row["resolved_url"] and "/strm/stream?" in row["source_url"]
+    lone_movie = store.by_path(str(root / "movies" / "Das Boot (1981)" / "Das Boot (1981) Bluray-1080p.strm"))
+    # the title is its identity; site and language come from the flags, the only source that tells them here
+    assert {k: lone_movie[k] for k in IDENTITY} == {"site": "aniworld.to", "slug": "das-boot", "season": None,
+                                                    "episode": None, "language": "German Dub", "provider": ""}
     assert store.by_path(str(root / "downloads-direct" / "Der.Tiger.2025.1080p.WEB.H264.GER-MEGAKINO [STRM].strm"))[
         "expires_at"] == expiry_iso(cdn_url(FILM, 8))
 
     code, out, err = run(["import", str(root)], config)
-    assert code == 1 and f"created 0, updated 0, unchanged {len(written)}, errors 1" in out, out + err
+    assert code == 1 and f"created 0, updated 0, unchanged {len(written) + 1}, errors 1" in out, out + err
 
     code, out, err = run(["import", str(outside)], config)
     assert code == 2 and out == ""
@@ -161,3 +174,19 @@ def test_series_overrides_are_validated(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load(text)
+
+
+def test_a_stable_link_ranks_above_what_is_stored(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    ep = EPISODES[4]  # 9-1-1 S02E01 English Dub on s.to
+    file = write_strm(root, ep, stable_link(ep))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "db.sqlite"}"\n[library]\nroots = ["{root}"]\n')
+    assert "created 1" in run(["import", str(root)], config)[1]
+    store = MappingStore(open_database(tmp_path / "db.sqlite"))
+    store.upsert({"strm_path": str(file), "slug": "nine-one-one", "language": "German Dub"})
+    code, out, _ = run(["import", str(root)], config)
+    assert code == 0 and "updated 1" in out
+    row = store.by_path(str(file))
+    assert (row["slug"], row["language"], row["provider"]) == ("9-1-1", "English Dub", "VOE")

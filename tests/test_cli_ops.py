@@ -276,3 +276,14 @@ def test_serve_summary_says_what_is_missing(tmp_path: Path) -> None:
     assert is_on_this_host("http://mybox:8096", local=lambda: {"mybox"})
     assert is_on_this_host("http://[::1]:8096", local=lambda: set())
     assert not is_on_this_host("http://10.0.0.5:8096", local=lambda: {"mybox"})
+
+
+def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
+    for args in (["mappings", "list", "--limit", "5000"], ["import", str(tmp_path / "nonexistent")],
+                 ["refresh", "--id", "1", "--all"], ["nosuchcommand"], ["serve", "--port", "x"],
+                 ["mappings", "list", "--state", "weird"]):
+        result = CliRunner().invoke(main, args, env=CLEAN)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2, (args, result.output)
+        assert len(lines) == 1 and lines[0].startswith("strm-bridge: ") and "--help" in lines[0], (args, lines)
+        assert "Traceback" not in result.output

@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bridge.db import open_database
@@ -68,22 +67,35 @@ def temp_files(root: Path) -> list[str]:
     return [n for _, _, names in os.walk(root) for n in names if is_temp_name(n)]
 
 
+STEPS = ("write", "fsync", "replace", "fsync_dir", "commit")
+"""Where in the write path a kill lands: after the temp file's write, its fsync, the rename, the folder's fsync,
+or just before a commit (of the `refreshing` marks or of the stored rows: the trace sees a statement as it starts)."""
+
+
 def test_sigkill_during_bulk_refresh(tmp_path: Path) -> None:
     root, db_path = build_library(tmp_path)
     rng = random.Random(2026)
     env = {**os.environ, "PYTHONPATH": str(ROOT_DIR)}
     killed_mid_job = 0
-    for _ in range(REPEATS):
+    landed: list[tuple[str, int]] = []
+    for round_ in range(REPEATS):
+        step = STEPS[round_ % len(STEPS)]
+        # commits come a few per batch of 32 files; the file steps once per file
+        at = rng.randint(1, 8) if step == "commit" else rng.randint(1, FILES - 1)
         proc = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(db_path), str(root), "run"],
-                                cwd=ROOT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                cwd=ROOT_DIR, env={**env, "STRM_CRASH_AT": f"{at}:{step}"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # the job exists: the kill lands during the refresh itself
-        time.sleep(rng.uniform(0.0, 0.8))
+        json.loads(proc.stdout.readline())  # the job exists
+        paused = json.loads(proc.stdout.readline() or "{}")  # the worker reached the chosen step of the job
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        assert paused.get("paused") == step and paused.get("at") == at, (step, at, paused, proc.stderr.read()[-2000:])
         killed_mid_job += proc.returncode == -signal.SIGKILL
+        landed.append((step, at))
         check_invariants(root, db_path)
-    assert killed_mid_job >= REPEATS - 2  # the kills really interrupted running jobs
+    assert killed_mid_job == REPEATS  # every kill interrupted a running job at its chosen step
+    assert {step for step, _ in landed} == set(STEPS)
 
     done = subprocess.run([sys.executable, "-m", "tests.crash_worker", str(db_path), str(root), "resume"],
                           cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=600)

@@ -332,3 +332,17 @@ url = "{fake_provider.base_url}/resolve"
     assert fake_provider.redirect_calls == 1 and len(fake_provider.resolve_calls) == 1
     detail = services.store.refresh_history(kept["id"])[0]
     assert detail["outcome"] == "alive"
+
+
+def test_recovery_marks_a_row_left_refreshing_whose_file_is_gone_missing(
+        store: MappingStore, library: Library, library_root: Path, fake_provider: FakeProvider) -> None:
+    refresher = pipeline(store, library, [])
+    gone = add_mapping(store, library_root, fake_provider, 1)
+    kept = add_mapping(store, library_root, fake_provider, 2)
+    for row in (gone, kept):
+        store.update(row["id"], {"state": "refreshing"})
+    os.unlink(gone["strm_path"])
+    report = {item["mapping_id"]: item["action"] for item in refresher.recover()}
+    assert report == {gone["id"]: "missing", kept["id"]: "restored"}
+    assert store.get(gone["id"])["state"] == "missing" and store.get(kept["id"])["state"] == "unknown"
+    assert not os.path.lexists(gone["strm_path"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bridge.events import FailureDetector, PlaybackEvent
@@ -104,4 +105,33 @@ async def test_accepted_start_is_stored_as_processed_in_its_insert(store: Mappin
     assert rows == {start_id: "no_failure", stop_id: "refreshed"}
     assert pipeline.calls == [(mapping["id"], "jellyfin", "early_stop")]
     assert locator.located == ["start", "stop"]  # the look-up started at playback start, then the heal's own
+    await proc.stop()
+
+
+async def test_restart_relearns_handled_starts_without_acting_on_them_again(store: MappingStore) -> None:
+    """A start handled before the restart pairs with the stop after it; handled pairs are not healed twice."""
+    from bridge.timeutil import from_epoch
+
+    mapping = store.upsert({"strm_path": "/lib/a.strm", "resolved_url": "http://cdn.test/a"})
+    old_start, old_stop = events("healed-before")
+    store_event(store.conn, old_start, settled=True)
+    store_event(store.conn, old_stop, settled=True)  # its heal finished before the restart
+    waiting, _ = events("item-1")
+    store_event(store.conn, waiting, settled=True)
+    # a crash interrupted this heal 10 minutes ago: its start is older than the window before now
+    crashed_start, crashed_stop = events("crashed")
+    ids = [store_event(store.conn, crashed_start, settled=True), store_event(store.conn, crashed_stop)]
+    store.conn.executemany("update events set received_at = ? where id = ?",
+                           [(from_epoch(time.time() - 600), event_id) for event_id in ids])
+    store.conn.commit()
+
+    pipeline, locator = RecordingPipeline(), MappingLocator(mapping)
+    proc = processor(store, pipeline, locator)
+    assert proc.replay_unprocessed() == 1  # only the crashed stop is replayed
+    proc.start()
+    await proc.drain()
+    assert [call[2] for call in pipeline.calls] == ["early_stop"]  # the crashed heal, once
+    stop = PlaybackEvent(source="jellyfin", kind="stop", item_id="item-1", session_key="tv", position_seconds=0.0,
+                         received_at=101.0)
+    assert proc.detect(stop)[0] is not None  # the handled start survived the restart
     await proc.stop()

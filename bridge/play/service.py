@@ -69,6 +69,7 @@ class PlayService:
                 connector_args={"limit": 512, "ttl_dns_cache": 300},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
                 auto_decompress=False,
+                read_bufsize=1024 * 1024,  # fewer, larger hand-offs between the two sockets
                 headers={"User-Agent": "strm-bridge"},
             )
         return self._session

@@ -16,6 +16,13 @@ class ArrRefused(ValueError):
     """Nothing in the event could be applied (every file outside the roots or unreadable): a 422."""
 
 
+def _seen_as(result: dict[str, Any], paths: PathMap) -> dict[str, Any]:
+    """The answer names each file both ways: as strm-bridge sees it and as Sonarr/Radarr do."""
+    if result.get("strm_path"):
+        result["arr_path"] = paths.to_server(result["strm_path"])
+    return result
+
+
 def apply(event: ArrEvent, adopter: Adopter, paths: PathMap) -> dict[str, Any]:
     """What was done, file by file; raises ArrRefused when the event named files and none could be followed."""
     store = adopter.store
@@ -32,7 +39,7 @@ def apply(event: ArrEvent, adopter: Adopter, paths: PathMap) -> dict[str, Any]:
                     retired.append({"path": old_local, "outcome": retire_path(store, old_local, commit=False)})
             source = paths.to_local(file.previous_path) if file.previous_path else None
             try:
-                files.append(follow(adopter, local, old_path=source, arr=file.hints, handoff=True).as_dict())
+                files.append(_seen_as(follow(adopter, local, old_path=source, arr=file.hints, handoff=True).as_dict(), paths))
             except FollowError as exc:
                 errors.append({"path": local, "error": str(exc)})
     elif event.kind == "rename":
@@ -40,7 +47,7 @@ def apply(event: ArrEvent, adopter: Adopter, paths: PathMap) -> dict[str, Any]:
             local = paths.to_local(file.path)
             previous = paths.to_local(file.previous_path) if file.previous_path else None
             try:
-                files.append(follow(adopter, local, old_path=previous, arr=file.hints).as_dict())
+                files.append(_seen_as(follow(adopter, local, old_path=previous, arr=file.hints).as_dict(), paths))
             except FollowError as exc:
                 errors.append({"path": local, "error": str(exc)})
     elif event.kind == "delete_file":

@@ -72,6 +72,8 @@ class FakeJellyfin:
         legacy_authorization: bool = True,
     ) -> None:
         self.api_key = api_key
+        self.dropped_ids: list[str] = []
+        """`ids` values the binder could not convert and left out, as Jellyfin does."""
         self.server_name = server_name
         self.version = version
         self.server_id = uuid.uuid4().hex
@@ -272,23 +274,25 @@ class FakeJellyfin:
             }
         )
 
+    def _bound_ids(self, request: web.Request) -> list[str]:
+        """Jellyfin's CommaDelimitedArrayModelBinder for `Guid[] ids`: a value it cannot convert is dropped
+        (logged at debug level), not refused; with nothing left, the query has no `ids` filter at all."""
+        bound = []
+        for raw in self._list_param(request, "ids"):
+            try:
+                bound.append(guid(raw))
+            except ValueError:
+                self.dropped_ids.append(raw)
+        return bound
+
     def _query_result(self, request: web.Request, ids: list[str]) -> web.Response:
         fields = {f.lower() for f in self._list_param(request, "fields")}
-        found = []
-        for raw in ids:
-            try:
-                key = guid(raw)
-            except ValueError:
-                return self._problem(400, "One or more validation errors occurred.", f"ids: {raw!r} is not a GUID")
-            if key in self.items:
-                found.append(self._item_view(self.items[key], fields))
+        found = [self._item_view(self.items[key], fields) for key in ids if key in self.items]
         return self._json({"Items": found, "TotalRecordCount": len(found), "StartIndex": 0})
 
     async def _get_items(self, request: web.Request, groups: list[str]) -> web.Response:
-        ids = self._list_param(request, "ids")
-        if not ids:
-            return self._query_result(request, list(self.items))
-        return self._query_result(request, ids)
+        # an empty `ids` (absent, or every value dropped by the binder) is an unfiltered listing
+        return self._query_result(request, self._bound_ids(request) or list(self.items))
 
     async def _refresh(self, request: web.Request, groups: list[str]) -> web.Response:
         try:
@@ -319,4 +323,4 @@ class FakeJellyfin:
         return self._json(self._item_view(self.items[key], fields))
 
     async def _legacy_user_items(self, request: web.Request, groups: list[str]) -> web.Response:
-        return self._query_result(request, self._list_param(request, "ids") or list(self.items))
+        return self._query_result(request, self._bound_ids(request) or list(self.items))

@@ -243,3 +243,21 @@ async def test_test_other_auth_and_refusals(world) -> None:  # type: ignore[no-u
                                           headers={"Content-Type": "application/json"})
     assert response.status == 400 and (await response.json())["error"] == "invalid_payload"
     assert world["store"].count() == 0
+
+
+async def test_sonarrs_word_ranks_above_the_name_and_paths_map_both_ways(world) -> None:  # type: ignore[no-untyped-def]
+    payload = fixture("sonarr_download.json")
+    payload["episodes"][0].update(seasonNumber=1, episodeNumber=2)  # Sonarr matched it to E02 (an alias)
+    del payload["episodeFile"]["sourcePath"]
+    target = local(world, payload["episodeFile"]["path"])  # the name still says S01E01
+    target.parent.mkdir(parents=True)
+    target.write_text(cdn_url(SPY, 7) + "\n")
+    status, body = await send(world, "sonarr", payload)
+    assert status == 200 and body["files"][0]["outcome"] == "created"
+    assert body["files"][0]["arr_path"] == payload["episodeFile"]["path"]  # mapped back to Sonarr's view
+    row = world["store"].by_path(str(target))
+    assert (row["season"], row["episode"], row["site"], row["language"]) == (1, 2, "aniworld.to", "German Sub")
+    # what is stored ranks above Sonarr's word: a later webhook saying E01 changes nothing
+    payload["episodes"][0].update(episodeNumber=1)
+    status, body = await send(world, "sonarr", payload)
+    assert body["files"][0]["outcome"] == "unchanged" and world["store"].by_path(str(target))["episode"] == 2

@@ -300,3 +300,47 @@ async def test_proxy_from_the_environment_is_used_by_both_http_stacks(
         await runner.cleanup()
     assert "GET /Items" in seen and f"POST /Items/{ITEM}/Refresh" in seen
     assert fake.refreshed and fake.refreshed[0][0] == ITEM
+
+
+async def test_fake_drops_unparseable_ids_and_lists_everything_like_jellyfin(fake: FakeJellyfin) -> None:
+    """Jellyfin's list binder leaves out what is not a GUID; with `ids` then empty the listing is unfiltered."""
+    import aiohttp
+
+    add_episode(fake)
+    headers = {"Authorization": f'MediaBrowser Token="{fake.api_key}"'}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{fake.url}/Items", params={"ids": "not-a-guid"}, headers=headers) as response:
+            assert response.status == 200
+            listing = await response.json()
+    assert [item["Id"] for item in listing["Items"]] == [ITEM]
+    assert fake.dropped_ids == ["not-a-guid"]
+
+
+async def test_an_unfiltered_answer_is_not_taken_for_the_item(
+    fake: FakeJellyfin, client: JellyfinClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's check that the returned Id is the one asked for: without it the first item of an
+    unfiltered listing (what Jellyfin answers when `ids` binds to nothing) would be healed instead."""
+    import integrations.jellyfin.client as client_module
+
+    add_episode(fake)
+    monkeypatch.setattr(client_module, "_item_id", lambda value: value)  # a value the server's binder drops
+    assert await client.item_path("{not-a-guid}") is None
+    assert fake.dropped_ids == ["{not-a-guid}"]
+
+
+async def test_without_its_redactor_the_wrong_key_reaches_the_log(
+    fake: FakeJellyfin, make_client: Callable[..., JellyfinClient], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_wrong_key_is_an_auth_error_logged_once can fail: it is the client's own filter that keeps the key
+    out (the library logs its requests, headers included), not a mask some earlier test left behind."""
+    import integrations.jellyfin.client as client_module
+
+    monkeypatch.setattr(client_module._Redactor, "filter", lambda self, record: True)
+    add_episode(fake)
+    client = make_client(api_key="wrong-key-abcdef")
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(JellyfinAuthError):
+            await client.item_path(ITEM)
+    assert any("wrong-key-abcdef" in r.getMessage() for r in caplog.records)

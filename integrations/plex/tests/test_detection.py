@@ -5,7 +5,7 @@ acknowledged (202, outcome "ignored", the reason), never refused."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 
@@ -111,3 +111,30 @@ async def test_tautulli_triggers_not_used_are_ignored(bridge: Bridge) -> None:
         assert response.status == 202
         assert (await response.json())["reason"] == f"Tautulli on_{body['action']} notifications are not used"
     assert bridge.event_count() == 0
+
+
+async def test_tautulli_buffer_warnings_are_failures_only_when_enabled(
+        make_bridge: Callable[..., Awaitable[Bridge]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import integrations.plex.tests.test_end_to_end as e2e
+
+    plain = e2e.config_text
+    monkeypatch.setattr(e2e, "config_text", lambda *a, **kw: plain(*a, **kw).replace(
+        "[tautulli]\n", "[tautulli]\nuse_buffer = true\n"))
+    enabled = await make_bridge()
+    rating_key, path, expired = enabled.add_episode(25)
+    body = tautulli_body("on_buffer_empty_offset", rating_key, f"{SEASON_SERVER}/{path.name}")
+    assert (await enabled.post_tautulli(body)).status == 202
+    await enabled.settle()
+    await assert_healed(enabled, rating_key)
+    assert len(enabled.provider.resolve_calls) == 1
+    assert_one_partial_scan(enabled)
+
+
+async def test_tautulli_buffer_warnings_are_ignored_by_default(bridge: Bridge) -> None:
+    rating_key, path, expired = bridge.add_episode(26)
+    response = await bridge.post_tautulli(tautulli_body("on_buffer_empty_offset", rating_key,
+                                                        f"{SEASON_SERVER}/{path.name}"))
+    assert response.status == 202
+    assert await response.json() == {"status": "ignored", "outcome": "ignored", "reason": "buffer events are not used"}
+    await bridge.settle()
+    await assert_untouched(bridge, rating_key)
