@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge import retire
+from bridge.egress import EgressDenied
 from bridge.errors import ApiError, bad_request
 from bridge.probe import expiry_iso
 from bridge.mappings import IDENTITY_FIELDS, STATES, Mapping
@@ -139,6 +140,16 @@ def mapping_from_body(body: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def refuse_self_url(services: Any, url: str) -> None:
+    """A mapping's URL is what players and probes are sent to: never the bridge itself, nor a denied host."""
+    if services.links.points_at_bridge(url):
+        raise ApiError(422, "points_at_bridge", "resolved_url points at strm-bridge itself; give the provider's URL")
+    try:
+        services.egress.check_literal(url)
+    except EgressDenied as exc:
+        raise ApiError(422, "egress_denied", f"resolved_url: {exc}") from None
+
+
 def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     async def list_mappings(request: web.Request) -> web.Response:
         services = request.app[key]
@@ -178,6 +189,7 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
             services.library.check_writable(fields["strm_path"], fields["resolved_url"])
         except StrmError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
+        refuse_self_url(services, fields["resolved_url"])
         if "expires_at" not in fields:
             fields["expires_at"] = expiry_iso(fields["resolved_url"])
         existed = services.store.by_path(fields["strm_path"]) is not None

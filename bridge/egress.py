@@ -163,6 +163,22 @@ class Egress:
         if self.allow and not any(rule.matches_ip(ip) or rule.matches_name(host) for rule in self.allow):
             raise EgressDenied(host, port, "not in refresh.allow_hosts")
 
+    def check_literal(self, url: str) -> None:
+        """The checks that need no name lookup, for request edges that must answer at once (POST /api/mappings):
+        the name rules, and the address when the host is an IP literal or a loopback name."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError:
+            raise EgressDenied(url[:80], None, "unparseable URL") from None
+        self.check_name(host, port)
+        name = host.rstrip(".").lower()
+        ip = _ip(host) or (ipaddress.ip_address("127.0.0.1") if name == "localhost" or name.endswith(".localhost")
+                           else None)
+        if ip is not None:
+            self.check_address(host, str(ip), port)
+
     async def check_url(self, url: str) -> None:
         """The writer's check: the URL's host, resolved, must be a place the bridge may send a player to."""
         try:

@@ -270,6 +270,16 @@ def write_atomic(target: Path, content: str) -> bool:
         os.close(dir_fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (a signal, a full pipe-like target); a short temp file must never be renamed."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"write returned {written}")
+        view = view[written:]
+
+
 def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None, *, compare: bool = True) -> bool:
     """The atomic replace inside an open folder; `st` is the current file's stat, None when it does not exist.
 
@@ -293,7 +303,7 @@ def write_in(dir_fd: int, name: str, data: bytes, st: os.stat_result | None, *, 
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
-            os.write(fd, data)
+            _write_all(fd, data)
             if st is not None:
                 if mode & _UMASK:  # the umask took bits the old file had
                     os.fchmod(fd, mode)

@@ -48,11 +48,13 @@ class SlowProviderResolver:
 
 
 class LiveBridge:
-    def __init__(self, tmp_path: Path, *, resolve_delay: float = 0.25) -> None:
+    def __init__(self, tmp_path: Path, *, resolve_delay: float = 0.25, public_url: bool = False) -> None:
         self.tmp_path = tmp_path
         self.root = tmp_path / "library"
         self.root.mkdir(exist_ok=True)
         self.resolve_delay = resolve_delay
+        self.public_url = public_url
+        """True: server.public_url names the bridge's own address (stable links need it)."""
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="live-bridge", daemon=True)
         self.provider = FakeProvider()
@@ -85,6 +87,7 @@ class LiveBridge:
         config_path = self.tmp_path / "strm-bridge.toml"
         config_path.write_text(
             f'[server]\napi_token = "{TOKEN}"\nport = {port}\n'
+            + (f'public_url = "http://127.0.0.1:{port}"\n' if self.public_url else "") +
             f'[database]\npath = "{self.tmp_path / "data" / "bridge.db"}"\n'
             f'[library]\nroots = ["{self.root}"]\n'
             f'[jellyfin]\nurl = "{self.jellyfin.url}"\napi_key = "{self.jellyfin.api_key}"\n'

@@ -50,6 +50,7 @@ async def test_no_session_redirects_a_page_load_and_refuses_anything_else(client
     response = await client.get("/ui/mappings?q=x", headers=HTML, allow_redirects=False)
     assert response.status == 303 and response.headers["Location"] == "/login?next=/ui/mappings"
     for method, path in (("GET", "/ui/mappings"), ("GET", "/"), ("POST", "/ui/refresh"), ("POST", "/ui/check"),
+                         ("POST", "/ui/convert"), ("GET", "/ui/converts/0123456789abcdef"),
                          ("GET", "/ui/jobs/0123456789abcdef"), ("POST", "/logout")):
         refused = await client.request(method, path, allow_redirects=False)
         assert refused.status == 401, (method, path)
@@ -222,3 +223,106 @@ async def test_series_and_stale_refresh_start_jobs_and_report_progress(aiohttp_c
     assert services.store.get(rows[2]["id"])["state"] == "ok"
     nothing = await (await client.post("/ui/refresh", data={"stale": "1"}, headers=post, cookies=jar)).text()
     assert "nothing to refresh" in nothing
+
+
+async def _poll_convert(client: Any, jar: dict[str, str], fragment: str) -> str:
+    """Follow a running conversion's own polling URL until it says it is done (deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + 30
+    while 'data-state="running"' in fragment:
+        assert time.monotonic() < deadline, fragment
+        poll = re.search(r'hx-get="(/ui/converts/[0-9a-f]{16}[^"]*)"', fragment).group(1)  # type: ignore[union-attr]
+        answer = await client.get(poll.replace("&amp;", "&"), cookies=jar)
+        assert answer.status == 200
+        fragment = await answer.text()
+    return fragment
+
+
+async def test_convert_a_season_to_stable_links_and_back(aiohttp_client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                         library_root: Path, fake_provider) -> None:
+    from bridge.play.signing import play_link_id
+    from bridge.strm import read_strm
+    from tests.play.test_convert import RecordingTarget
+
+    public = "http://bridge.lan:8765"
+    from bridge.config import load_config
+    from bridge.wiring import build_services
+    from tests.appfactory import write_config
+
+    config = write_config(tmp_path, roots=[library_root])
+    config.write_text(config.read_text().replace("[server]\n", f'[server]\npublic_url = "{public}"\n', 1))
+    target = RecordingTarget()
+    services = build_services(load_config(config, env={}), extra_targets={"recorder": target})
+    client = await aiohttp_client(create_app(services))
+    season1 = [add_mapping(services.store, library_root, fake_provider, e, expired=False) for e in (1, 2, 3)]
+    other = add_mapping(services.store, library_root, fake_provider, 1, slug="other", expired=False)
+    before = {m["strm_path"]: Path(m["strm_path"]).read_bytes() for m in season1 + [other]}
+    cookie, csrf = await log_in(client)
+    jar, post = {COOKIE_NAME: cookie}, {"X-CSRF-Token": csrf}
+    form = {"to": "stable", "site": "fake", "slug": "show", "season": "1"}
+
+    page = await (await client.get("/ui/mappings", cookies=jar)).text()
+    assert page.count("Convert to stable links") == 4 and page.count("Back to direct URLs") == 4  # 2 series, 2 seasons
+
+    # CSRF enforced: no token, a wrong one; nothing written
+    for headers, data in (({}, form), ({"X-CSRF-Token": "wrong"}, form), ({}, {**form, "run": "1", "csrf_token": "x"})):
+        refused = await client.post("/ui/convert", data=data, headers=headers, cookies=jar)
+        assert refused.status == 403 and (await refused.json())["error"] == "csrf_failed"
+
+    # bad input: a clear JSON 400
+    for bad in ({**form, "to": "sideways"}, {**form, "run": "yes"}, {"to": "stable", "season": "1"},
+                {**form, "season": "-1"}):
+        answer = await client.post("/ui/convert", data=bad, headers=post, cookies=jar)
+        assert answer.status == 400 and set(await answer.json()) == {"error", "detail"}, bad
+
+    # the dry run counts, changes nothing and queues nothing
+    preview = await client.post("/ui/convert", data=form, headers=post, cookies=jar)
+    assert preview.status == 200
+    text = await preview.text()
+    assert 'data-would="3"' in text and "3 would_convert" in text and "Convert 3 file(s)" in text
+    assert {p: Path(p).read_bytes() for p in before} == before and target.sent == []
+    confirm = re.search(r"hx-vals='([^']+)'", text).group(1)  # type: ignore[union-attr]
+    import html
+    import json
+    assert json.loads(html.unescape(confirm)) == {**form, "run": "1"}
+
+    # the real run: background, polled to the end, every file of the season rewritten through the safe writer
+    started = await client.post("/ui/convert", data=json.loads(html.unescape(confirm)), headers=post, cookies=jar)
+    assert started.status == 200
+    done = await _poll_convert(client, jar, await started.text())
+    assert 'data-state="done"' in done and "3 converted" in done and "3 media-server refresh(es) queued" in done
+    for m in season1:
+        written = read_strm(m["strm_path"])
+        assert written.startswith(f"{public}/play/{m['id']}?sig=") and play_link_id(written) == m["id"]
+        assert Path(m["strm_path"]).read_text().endswith("\n")
+        assert services.store.get(m["id"])["resolved_url"] == m["resolved_url"]  # the row keeps the direct URL
+        assert not list(Path(m["strm_path"]).parent.glob("*.tmp*"))  # temp file renamed, none left over
+    assert Path(other["strm_path"]).read_bytes() == before[other["strm_path"]]  # another series untouched
+    assert sorted(p["path"] for p in target.sent) == sorted(m["strm_path"] for m in season1)  # rescans queued
+
+    again = await client.post("/ui/convert", data=form, headers=post, cookies=jar)
+    assert "nothing would change" in await again.text()
+
+    # and back to the direct URLs: the files hold exactly what they held before
+    back = await client.post("/ui/convert", data={**form, "to": "direct", "run": "1"}, headers=post, cookies=jar)
+    finished = await _poll_convert(client, jar, await back.text())
+    assert "3 converted" in finished and "back to direct URLs" in finished
+    assert {p: Path(p).read_bytes() for p in before} == before
+    assert (await client.get("/ui/converts/0123456789abcdef", cookies=jar)).status == 404
+    await services.stop()
+
+
+async def test_convert_to_stable_without_public_url_explains_instead_of_failing(client, library_root: Path,  # type: ignore[no-untyped-def]
+                                                                                fake_provider) -> None:
+    m = add_mapping(client.services.store, library_root, fake_provider, 1, expired=False)
+    before = Path(m["strm_path"]).read_bytes()
+    cookie, csrf = await log_in(client)
+    for run in ("", "1"):
+        answer = await client.post("/ui/convert", data={"to": "stable", "site": "fake", "slug": "show", "run": run},
+                                   headers={"X-CSRF-Token": csrf}, cookies={COOKIE_NAME: cookie})
+        assert answer.status == 200
+        text = await answer.text()
+        assert 'class="convert needs-config"' in text and "server.public_url is not set" in text
+    assert Path(m["strm_path"]).read_bytes() == before
+    direct = await client.post("/ui/convert", data={"to": "direct", "site": "fake", "slug": "show"},
+                               headers={"X-CSRF-Token": csrf}, cookies={COOKIE_NAME: cookie})
+    assert direct.status == 200 and "nothing would change" in await direct.text()  # direct needs no public URL

@@ -235,3 +235,36 @@ def test_integrations_page(page: Page, live: LiveBridge, console_errors: list[st
 def teardown_module() -> None:
     if SHOTS.exists() and not any(SHOTS.iterdir()):
         shutil.rmtree(SHOTS)
+
+
+def test_convert_a_season_to_stable_links(page: Page, tmp_path: Path, console_errors: list[str]) -> None:
+    """Preview first (nothing written), then the real run with its outcome shown in place: the files hold /play/ links."""
+    from bridge.play.signing import play_link_id
+
+    live = LiveBridge(tmp_path, public_url=True).start()
+    try:
+        rows = library(live)
+        before = {key: read_strm(row["strm_path"]) for key, row in rows.items()}
+        log_in(page, live)
+        page.goto(f"{live.base_url}/ui/mappings?q=frieren")
+        season = page.locator('tr.season[data-slug="frieren"][data-season="1"]')
+        season.locator("button.convert-stable-season").click()
+        preview = page.locator("#activity .convert.preview")
+        expect(preview).to_have_attribute("data-would", "5", timeout=WAIT_MS)
+        assert {key: read_strm(row["strm_path"]) for key, row in rows.items()} == before  # the dry run wrote nothing
+        preview.locator("button.convert-confirm").click()
+        run = page.locator("#activity .convert[data-state]")
+        expect(run).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+        expect(run.locator(".progress-text")).to_have_text("5 / 5")
+        expect(run.locator(".counts")).to_contain_text("5 converted")
+        for e in range(1, 6):
+            row = rows[f"f{e}"]
+            written = read_strm(row["strm_path"])
+            assert written.startswith(f"{live.base_url}/play/{row['id']}?sig="), written
+            assert play_link_id(written) == row["id"]
+        for key in ("f2_1", "o1", "o2"):  # season 2 and the other series untouched
+            assert read_strm(rows[key]["strm_path"]) == before[key]
+        shot(page, "07-season-converted")
+        assert console_errors == []
+    finally:
+        live.stop()

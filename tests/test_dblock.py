@@ -39,9 +39,10 @@ class ForeignLock:
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         assert self.proc.wait(30) == 0
+        self.proc.stdout.close()
 
 
 def config_path(tmp_path: Path, limit: int) -> Path:

@@ -210,3 +210,34 @@ async def test_a_current_url_pointing_home_is_not_probed(world: World, library_r
     assert outcome["outcome"] == "failed"
     assert world.hits == ["POST /api/refresh"]
     assert read_strm(strm) == home
+
+
+async def test_registering_a_url_that_points_home_is_refused(world: World, library_root: Path) -> None:
+    """Before: POST /api/mappings stored a resolved_url naming the bridge itself (never probed, but kept)."""
+    strm = library_root / "show" / "S09E01.strm"
+    strm.parent.mkdir(parents=True, exist_ok=True)
+    strm.write_text("http://cdn.invalid/old\n")
+    refused = [f"http://localhost:{world.port}/healthz", f"http://127.0.0.1:{world.port}/api/mappings?token={TOKEN}",
+               f"http://[::1]:{world.port}/play/1?sig=x", f"http://LOCALHOST.:{world.port}/x"]
+    for url in refused:
+        response = await world.client.post("/api/mappings", headers=AUTH, json={"strm_path": str(strm), "resolved_url": url})
+        body = await response.json()
+        assert response.status == 422, (url, body)
+        assert body["error"] in ("points_at_bridge", "egress_denied"), body
+    assert world.services.store.by_path(str(strm)) is None
+    assert read_strm(strm) == "http://cdn.invalid/old"
+    # another port on loopback is a provider (Alist, the tests' fakes): accepted
+    ok = await world.client.post("/api/mappings", headers=AUTH, json={
+        "strm_path": str(strm), "resolved_url": f"http://127.0.0.1:{world.port + 1 if world.port < 65535 else 1}/v.mp4"})
+    assert ok.status == 201, await ok.text()
+
+
+async def test_registering_a_denied_host_is_refused(aiohttp_client: Any, tmp_path: Path, library_root: Path) -> None:
+    path = write_config(tmp_path, '[refresh]\ndeny_hosts = ["10.0.0.0/8", "bad.example", ".evil.example"]\n', roots=[library_root])
+    client = await aiohttp_client(create_app(build_services(load_config(path, env={}), resolvers=[])))
+    strm = library_root / "a.strm"
+    for url in ("http://10.1.2.3/v.mp4", "https://cdn.evil.example/v.mp4", "https://bad.example/v.mp4"):
+        response = await client.post("/api/mappings", headers=AUTH, json={"strm_path": str(strm), "resolved_url": url})
+        assert response.status == 422 and (await response.json())["error"] == "egress_denied", url
+    response = await client.post("/api/mappings", headers=AUTH, json={"strm_path": str(strm), "resolved_url": "https://good.example/v.mp4"})
+    assert response.status == 201

@@ -198,3 +198,23 @@ def test_first_write_in_a_folder_sweeps_temps_of_dead_writers(library: Library, 
     assert library.write(folder / "e1.strm", "http://new/2") is True
     assert dead.exists()
     assert strm.remove_temp_files(folder) == 4
+
+
+def test_a_short_write_is_completed_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may write less than asked; before, the rest was silently lost and the short file renamed."""
+    import bridge.strm as strm_module
+
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(strm_module.os, "write", short_write)
+    url = "https://cdn.example/video.mp4?token=" + "x" * 200
+    library = Library([str(tmp_path)])
+    target = tmp_path / "S01E01.strm"
+    library.write(str(target), url)
+    assert target.read_text().strip() == url
+    assert len(calls) > 1

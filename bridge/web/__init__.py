@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from bridge.web.checks import CheckRuns
+from bridge.web.converts import ConvertRuns
 from bridge.web.session import SessionSigner
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -40,10 +41,12 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
                          undefined=jinja2.StrictUndefined)
     app[views.SIGNER] = SessionSigner(services.api_token)
     app[views.CHECKS] = CheckRuns()
+    app[views.CONVERTS] = ConvertRuns()
     views.add_routes(app, key)
     app.router.add_static("/static/", STATIC_DIR, append_version=True, name="static")
 
     async def stop_checks(app: web.Application) -> None:
         await app[views.CHECKS].stop()
+        await app[views.CONVERTS].stop()
 
     app.on_shutdown.append(stop_checks)

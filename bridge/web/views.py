@@ -16,11 +16,13 @@ from bridge.redact import redact_url
 from bridge.selection import Selection, resolve_selection
 from bridge.web import queries
 from bridge.web.checks import CheckRuns
+from bridge.web.converts import ConvertRuns
 from bridge.web.integrations import bridge_base_url, components, reachability, webhook_sources
 from bridge.web.session import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionSigner
 
 SIGNER: web.AppKey[SessionSigner] = web.AppKey("dashboard_signer", SessionSigner)
 CHECKS: web.AppKey[CheckRuns] = web.AppKey("dashboard_checks", CheckRuns)
+CONVERTS: web.AppKey[ConvertRuns] = web.AppKey("dashboard_converts", ConvertRuns)
 SESSION: web.RequestKey[Session] = web.RequestKey("dashboard_session", Session)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -250,6 +252,55 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
             response.headers["HX-Trigger"] = "mappings-changed"
         return response
 
+    @needs_session
+    async def convert_action(request: web.Request) -> web.Response:
+        """Without run=1 a dry run that counts what would change; with it, the real run in the background."""
+        from bridge.cli_convert import check_public_url
+        from bridge.cli_errors import UserError
+        from bridge.convert import TARGETS, convert
+
+        services = services_of(request)
+        form = await read_form(request)
+        to = _form_text(form, "to")
+        if to not in TARGETS:
+            raise ApiError(400, "invalid_field", f"to must be one of {', '.join(TARGETS)}")
+        real = _form_text(form, "run")
+        if real not in ("", "0", "1"):
+            raise ApiError(400, "invalid_field", "run must be 1 (convert) or 0 / absent (dry run)")
+        selection, label = selection_from(form, services.config.refresh.sweep_margin_seconds)
+        context: dict[str, Any] = {"to": to, "label": label, "needs_public_url": "", "preview": None, "run": None,
+                                   "form": {"to": to, **_selection_fields(selection)}}
+        public_url = services.config.server.public_url
+        if to == "stable":
+            try:
+                check_public_url(public_url)
+            except UserError as exc:  # explained where the button is, not a failure
+                context["needs_public_url"] = str(exc)
+                return _render("_convert.html", request, context)
+        ids = resolve_selection(services.store, selection)
+        if ids and real != "1":
+            results = await convert(services, ids, to, public_url=public_url, dry_run=True)
+            counts: dict[str, int] = {}
+            for item in results:
+                counts[item.outcome] = counts.get(item.outcome, 0) + 1
+            context["preview"] = {"counts": counts, "would": counts.get("would_convert", 0),
+                                  "problems": [r for r in results if r.outcome in ("failed", "skipped")][:20]}
+        elif ids:
+            context["run"] = request.app[CONVERTS].start(services, ids, to, public_url)
+        return _render("_convert.html", request, context)
+
+    @needs_session
+    async def convert_status(request: web.Request) -> web.Response:
+        run = request.app[CONVERTS].get(request.match_info["id"]) if _RUN_ID.fullmatch(request.match_info["id"]) else None
+        if run is None:
+            raise ApiError(404, "not_found", "no such conversion (they are kept in memory until a restart)")
+        label = request.query.get("label", "")[:MAX_TEXT]
+        response = _render("_convert.html", request, {"to": run.to, "label": label, "needs_public_url": "",
+                                                      "preview": None, "run": run, "form": {}})
+        if run.state != "running":
+            response.headers["HX-Trigger"] = "mappings-changed"
+        return response
+
     app.router.add_get("/", health)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login)
@@ -262,6 +313,8 @@ def add_routes(app: web.Application, key: web.AppKey[Any]) -> None:
     app.router.add_get("/ui/jobs/{id}", job)
     app.router.add_post("/ui/check", check)
     app.router.add_get("/ui/checks/{id}", check_status)
+    app.router.add_post("/ui/convert", convert_action)
+    app.router.add_get("/ui/converts/{id}", convert_status)
 
 
 def _safe_next(value: str | None) -> str:
@@ -269,6 +322,18 @@ def _safe_next(value: str | None) -> str:
     if value and _SAFE_NEXT.fullmatch(value) and not value.startswith("/login"):
         return value
     return "/"
+
+
+def _selection_fields(selection: Selection) -> dict[str, str]:
+    """The form fields that pick `selection` again (the preview's confirm button posts them back)."""
+    if selection.kind in ("stale", "all"):
+        return {selection.kind: "1"}
+    if selection.kind == "id":
+        return {"id": str(selection.params["id"])}
+    fields = {"site": selection.params["site"], "slug": selection.params["slug"]}
+    if selection.params.get("season") is not None:
+        fields["season"] = str(selection.params["season"])
+    return fields
 
 
 def _job_fragment(request: web.Request, services: Any, job_id: str, label: str) -> web.Response:

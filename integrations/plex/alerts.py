@@ -54,6 +54,40 @@ def error_events(container: dict[str, Any]) -> list[PlaybackEvent]:
     return out
 
 
+_CLOSING_APPS: dict[type, type] = {}
+
+
+def _closing_app_class(base: type) -> type:
+    """A WebSocketApp that closes, when asked, the sockets of every connection it made.
+
+    websocket-client's WebSocket.close() returns early when the connection no longer counts as connected (a
+    dropped or aborted socket), without closing the socket itself: left to the garbage collector, each drop
+    leaked one file descriptor until then (a ResourceWarning). The app sets `self.sock` for each connection
+    attempt, so recording those assignments finds them all.
+    """
+    cls = _CLOSING_APPS.get(base)
+    if cls is None:
+        def __setattr__(self: Any, name: str, value: Any) -> None:
+            if name == "sock" and value is not None:
+                self.__dict__.setdefault("_made_sockets", []).append(value)
+            base.__setattr__(self, name, value)
+
+        def release_sockets(self: Any) -> None:
+            for ws in self.__dict__.pop("_made_sockets", []):
+                raw = getattr(ws, "sock", None)
+                if raw is None:
+                    continue
+                try:
+                    raw.close()
+                except OSError:
+                    pass
+                ws.sock = None
+
+        cls = type("ClosingWebSocketApp", (base,), {"__setattr__": __setattr__, "release_sockets": release_sockets})
+        _CLOSING_APPS[base] = cls
+    return cls
+
+
 class _Listener(AlertListener):
     """AlertListener with an open hook (to reset the backoff), optional pings, a safe stop, and no token in
     the log.
@@ -99,7 +133,7 @@ class _Listener(AlertListener):
                 if self._stop_requested:
                     return
             url = self._server.url(self.key, includeToken=True).replace("http", "ws", 1)
-            self.ws_app = websocket.WebSocketApp(
+            self.ws_app = _closing_app_class(websocket.WebSocketApp)(
                 url,
                 on_open=self._opened_hook,
                 on_message=self._onMessage,
@@ -114,6 +148,8 @@ class _Listener(AlertListener):
         except Exception as exc:  # never let the thread die silently: the supervisor reconnects
             self.last_error = f"{type(exc).__name__}: {exc}"
         finally:
+            if self.ws_app is not None:
+                self.ws_app.release_sockets()
             self._on_end()
 
     def request_stop(self) -> None:

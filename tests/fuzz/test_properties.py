@@ -225,8 +225,8 @@ def test_each_field_with_each_known_killer(live: LiveBridge, source: str) -> Non
 
 
 # ---- dashboard forms -------------------------------------------------------------------------------------
-DASHBOARD_FORMS = ("/login", "/logout", "/ui/refresh", "/ui/check")
-_FORM_KEYS = st.sampled_from(["id", "site", "slug", "season", "stale", "all", "token", "next", "csrf_token"]) | st.text(max_size=12)
+DASHBOARD_FORMS = ("/login", "/logout", "/ui/refresh", "/ui/check", "/ui/convert")
+_FORM_KEYS = st.sampled_from(["id", "site", "slug", "season", "stale", "all", "token", "next", "csrf_token", "to", "run"]) | st.text(max_size=12)
 _FORM_VALUES = st.text(max_size=300) | st.sampled_from(["1", "0", "-1", "", "999999999999999999999", "1e3", "fake",
                                                         "//evil.example/", "/ui/../api", "\x00", "1" * 5000])
 DASHBOARD_BODIES = st.tuples(

@@ -25,15 +25,21 @@ async def fake() -> AsyncIterator[FakeJellyfin]:
 
 
 @pytest.fixture
-def make_client(fake: FakeJellyfin) -> Callable[..., JellyfinClient]:
-    """Short timeouts and no retry delay: the fake answers at once or never."""
+async def make_client(fake: FakeJellyfin) -> AsyncIterator[Callable[..., JellyfinClient]]:
+    """Short timeouts and no retry delay: the fake answers at once or never. Every client made is closed at
+    the end (its requests sessions and aiohttp session would otherwise be left to the garbage collector)."""
+    made: list[JellyfinClient] = []
 
     def make(api_key: str | None = None, **kwargs: object) -> JellyfinClient:
         options: dict[str, object] = {"timeout": 2.0, "retries": 0, "retry_delay": 0.0}
         options.update(kwargs)
-        return JellyfinClient(fake.url, api_key or fake.api_key, **options)  # type: ignore[arg-type]
+        client = JellyfinClient(fake.url, api_key or fake.api_key, **options)  # type: ignore[arg-type]
+        made.append(client)
+        return client
 
-    return make
+    yield make
+    for client in made:
+        await client.close()
 
 
 @pytest.fixture

@@ -125,6 +125,8 @@ async def test_bridge_traffic_matches_the_contract(fake: FakeJellyfin, contract:
     wrong = JellyfinClient(fake.url, "wrong-key", timeout=2, retries=0)
     with pytest.raises(JellyfinAuthError):
         await wrong.item_path(ITEM)  # 401 on System/Info, documented
+    await client.close()
+    await wrong.close()
 
     seen = list(validate(contract, fake.calls))
     assert set(seen) >= {
