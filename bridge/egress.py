@@ -41,6 +41,15 @@ class EgressDenied(aiohttp.ClientConnectionError):
         super().__init__(f"refused to connect to {where}: {reason}")
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    """Host and port as a connection would use them; an unparseable URL is refused like a denied host."""
+    try:
+        parts = urlsplit(url)
+        return parts.hostname or "", parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        raise EgressDenied(url[:80], None, "unparseable URL") from None
+
+
 @dataclass(frozen=True)
 class HostRule:
     """A host name (`example.com`, `.example.com` or `*.example.com` for its subdomains too), an IP or a CIDR."""
@@ -166,12 +175,7 @@ class Egress:
     def check_literal(self, url: str) -> None:
         """The checks that need no name lookup, for request edges that must answer at once (POST /api/mappings):
         the name rules, and the address when the host is an IP literal or a loopback name."""
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        except ValueError:
-            raise EgressDenied(url[:80], None, "unparseable URL") from None
+        host, port = _host_port(url)
         self.check_name(host, port)
         name = host.rstrip(".").lower()
         ip = _ip(host) or (ipaddress.ip_address("127.0.0.1") if name == "localhost" or name.endswith(".localhost")
@@ -181,12 +185,7 @@ class Egress:
 
     async def check_url(self, url: str) -> None:
         """The writer's check: the URL's host, resolved, must be a place the bridge may send a player to."""
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        except ValueError:
-            raise EgressDenied(url[:80], None, "unparseable URL") from None
+        host, port = _host_port(url)
         if not host:
             raise EgressDenied(url[:80], None, "no host")
         self.check_name(host, port)
