@@ -42,21 +42,46 @@ def token_matches(presented: str | None, accepted: list[str]) -> bool:
     return ok
 
 
+def stored_secret(path: Path) -> tuple[str, bool]:
+    """The secret kept at `path`, created (0600, fsynced) when absent; True when this call created it.
+
+    A secret another process stored first is never replaced: tokens and links made with it stay valid.
+    """
+    try:
+        stored = path.read_text().strip()
+        if stored:
+            return stored, False
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        kept = path.read_text().strip()
+        if kept:
+            return kept, False
+        os.replace(temp, path)  # an empty file left by an older version: take its place
+        return secret, True
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return secret, True
+
+
 def ensure_api_token(configured: str, db_path: str | os.PathLike[str]) -> str:
     """Use the configured token; otherwise load the stored one, or generate, store and print it once."""
     if configured:
         return configured
     path = Path(db_path).parent / TOKEN_FILE_NAME
-    try:
-        stored = path.read_text().strip()
-        if stored:
-            return stored
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    print(f"strm-bridge: generated an API token, stored in {path} (shown only this once):\n  {token}", file=sys.stderr, flush=True)
+    token, created = stored_secret(path)
+    if created:
+        print(f"strm-bridge: generated an API token, stored in {path} (shown only this once):\n  {token}",
+              file=sys.stderr, flush=True)
     return token

@@ -11,9 +11,10 @@ import hashlib
 import hmac
 import os
 import re
-import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
+
+from bridge.auth import stored_secret
 
 SECRET_FILE_NAME = "play-secret"
 SIG_LENGTH = 24
@@ -89,25 +90,4 @@ def ensure_play_secret(configured: str, db_path: str | os.PathLike[str]) -> str:
     """The configured secret, else the one stored beside the database, else a new one stored there (0600)."""
     if configured:
         return configured
-    path = Path(db_path).parent / SECRET_FILE_NAME
-    try:
-        stored = path.read_text().strip()
-        if stored:
-            return stored
-    except FileNotFoundError:
-        pass
-    secret = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{SECRET_FILE_NAME}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(temp, path)  # never replaces a secret another process stored first: links signed with it live on
-    except FileExistsError:
-        secret = path.read_text().strip() or secret
-    finally:
-        os.unlink(temp)
-    return secret
+    return stored_secret(Path(db_path).parent / SECRET_FILE_NAME)[0]
