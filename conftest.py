@@ -1,13 +1,29 @@
 """Fixtures shared by the core tests and every integration's tests."""
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from bridge.db import open_database
 from bridge.mappings import MappingStore
 from bridge.strm import Library
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_the_test() -> Iterator[None]:
+    """Collect garbage once the test's other fixtures are torn down.
+
+    A socket or session nobody closed warns (ResourceWarning) only when it is collected. An autouse fixture
+    of the root conftest is set up first, so it is torn down last; collecting there, before pytest gathers
+    the unraisable warnings at the end of the teardown, blames the test that leaked instead of whichever
+    later test happened to trigger the collector (pyproject.toml makes the warning an error). A trylast
+    pytest_runtest_teardown hook would run after pytest's own, which is why this is a fixture.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture

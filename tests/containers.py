@@ -94,10 +94,9 @@ def build_base_image() -> float:
         (rootfs / "var" / "lib" / "apt" / "lists").mkdir(parents=True, exist_ok=True)
         for mirror_file in [rootfs / "etc" / "apt" / "sources.list", *rootfs.glob("etc/apt/sources.list.d/*")]:
             mirror_file.unlink(missing_ok=True)  # it names the mirror
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(["podman", *GLOBAL_FLAGS, "import", "-", BASE_IMAGE], stdin=tar.stdout,
-                                  capture_output=True, text=True, timeout=600)
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:  # closes the pipe
+            imported = subprocess.run(["podman", *GLOBAL_FLAGS, "import", "-", BASE_IMAGE], stdin=tar.stdout,
+                                      capture_output=True, text=True, timeout=600)
         if imported.returncode != 0:
             raise ContainerError(f"podman import failed: {imported.stderr[-1500:]}")
     return time.monotonic() - started

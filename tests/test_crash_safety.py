@@ -82,15 +82,19 @@ def test_sigkill_during_bulk_refresh(tmp_path: Path) -> None:
         step = STEPS[round_ % len(STEPS)]
         # commits come a few per batch of 32 files; the file steps once per file
         at = rng.randint(1, 8) if step == "commit" else rng.randint(1, FILES - 1)
-        proc = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(db_path), str(root), "run"],
-                                cwd=ROOT_DIR, env={**env, "STRM_CRASH_AT": f"{at}:{step}"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # the job exists
-        paused = json.loads(proc.stdout.readline() or "{}")  # the worker reached the chosen step of the job
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        assert paused.get("paused") == step and paused.get("at") == at, (step, at, paused, proc.stderr.read()[-2000:])
+        # the with block closes the pipes (left to the garbage collector, each one warns)
+        with subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(db_path), str(root), "run"],
+                              cwd=ROOT_DIR, env={**env, "STRM_CRASH_AT": f"{at}:{step}"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                json.loads(proc.stdout.readline())  # the job exists
+                paused = json.loads(proc.stdout.readline() or "{}")  # the worker reached the chosen step of the job
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+            assert paused.get("paused") == step and paused.get("at") == at, (step, at, paused,
+                                                                             proc.stderr.read()[-2000:])
         killed_mid_job += proc.returncode == -signal.SIGKILL
         landed.append((step, at))
         check_invariants(root, db_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -85,6 +86,40 @@ class Section:
 _STATUS = re.compile(r"^\((\d{3})\)")
 
 
+class _SessionHandover:
+    """Closes the connecting session when the worker thread is done with it and nobody took the result.
+
+    Cancelling an await of asyncio.to_thread does not stop the thread: PlexServer() goes on connecting, and
+    the server it returns (holding the session's pooled socket) would be dropped unclosed, a socket left to
+    the garbage collector. Whichever side comes last, the thread or the abandoning caller, closes it.
+    """
+
+    def __init__(self, session: requests.Session) -> None:
+        self.session = session
+        self._lock = threading.Lock()
+        self._thread_done = False
+        self._abandoned = False
+
+    def run(self, connect: Callable[[], T]) -> T:
+        """Runs in the worker thread."""
+        try:
+            return connect()
+        finally:
+            with self._lock:
+                self._thread_done = True
+                close = self._abandoned
+            if close:
+                self.session.close()
+
+    def abandon(self) -> None:
+        """The caller will not use the session: close it now, or let the thread close it when it returns."""
+        with self._lock:
+            self._abandoned = True
+            close = self._thread_done
+        if close:
+            self.session.close()
+
+
 class PlexClient:
     """One PMS, reached with the admin token. Safe to share between tasks."""
 
@@ -151,14 +186,14 @@ class PlexClient:
         async with self._connect_lock:
             if self._server is None:
                 session = requests.Session()
+                handover = _SessionHandover(session)
                 try:
-                    self._server = await self._call(
-                        "connecting", lambda: PlexServer(self.url, self._token, session=session, timeout=self.timeout)
-                    )
-                except PlexError:
-                    session.close()
+                    server = await self._call("connecting", lambda: handover.run(
+                        lambda: PlexServer(self.url, self._token, session=session, timeout=self.timeout)))
+                except BaseException:  # a PlexError, or cancelled while the worker thread still connects
+                    handover.abandon()
                     raise
-                self._session = session
+                self._server, self._session = server, session
                 log.info("connected to Plex at %s (version %s)", self.url, self._server.version)
             return self._server
 

@@ -105,6 +105,7 @@ class FakePlex:
         self._sockets: set[web.WebSocketResponse] = set()
         self._ws_changed = asyncio.Condition()
         self._failure: _Failure | None = None
+        self.hold: asyncio.Event | None = None  # when set to an Event, requests wait for it (a slow Plex)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -200,6 +201,8 @@ class FakePlex:
         if token != self.token:
             return web.Response(status=401, text="<html><head><title>Unauthorized</title></head><body><h1>401 Unauthorized</h1></body></html>",
                                 content_type="text/html")
+        if self.hold is not None:
+            await self.hold.wait()
         failure = self._failure
         if failure is not None and request.path.startswith(failure.path_prefix):
             if failure.remaining is not None:

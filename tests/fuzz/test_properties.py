@@ -36,6 +36,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBridge]:
     yield bridge
     figures.record("hypothesis", bridge.statuses, time.monotonic() - started)
     bridge.stop()
+    # the sessions' pooled sockets would otherwise outlive the module, left to the garbage collector
+    SESSION.close()
+    dashboard = getattr(bridge, "dashboard_session", None)
+    if dashboard is not None:
+        dashboard[0].close()
 
 
 def send(live: LiveBridge, route: str, body: bytes, content_type: str | bytes | None) -> requests.Response:

@@ -52,6 +52,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBridge]:
         assert bridge.library_snapshot() == files, "a generated request changed the library"
     finally:
         bridge.stop()
+        SESSION.close()  # its pooled sockets would otherwise be left to the garbage collector
 
 
 SESSION = requests.Session()

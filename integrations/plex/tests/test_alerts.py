@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
+import warnings
 
 import pytest
 
@@ -66,6 +68,30 @@ async def test_reconnects_after_the_socket_drops(fake_plex: FakePlex, plex_clien
     finally:
         await listener.stop()
     assert listener_threads() == []
+
+
+async def test_a_dropped_websocket_leaves_no_socket_to_the_collector(fake_plex: FakePlex,
+                                                                     plex_client: PlexClient) -> None:
+    """PMS closing the notification socket (a restart) must not leave the client's socket open.
+
+    websocket-client answers the close frame, counts the connection as closed and then skips closing the
+    socket itself; unless the listener closes it, each drop leaks a descriptor until the collector warns.
+    """
+    listener = PlexAlertListener(plex_client, lambda event: None, initial_backoff=0.05, max_backoff=0.2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        listener.start()
+        try:
+            for connection in (1, 2):
+                await fake_plex.wait_for_connections(connection)
+                await wait_for(lambda: fake_plex.open_sockets == 1)
+                await fake_plex.drop_websockets()
+            await fake_plex.wait_for_connections(3)
+        finally:
+            await listener.stop()
+        gc.collect()
+    assert listener_threads() == []
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_retries_until_plex_is_up(fake_plex: FakePlex) -> None:

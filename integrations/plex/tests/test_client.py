@@ -1,10 +1,13 @@
 """PlexClient (real plexapi underneath) against FakePlex."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from typing import Callable
 
 import pytest
+import requests
 
 from integrations.plex.client import (
     PlexAuthError,
@@ -17,6 +20,14 @@ from integrations.plex.client import (
 from tests.fakes.plex import FakePlex
 
 EPISODE = "/data/tv/Attack on Titan/Season 01/Attack on Titan - S01E01.strm"
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
 
 
 def free_port() -> int:
@@ -92,6 +103,40 @@ async def test_connects_after_plex_comes_up(fake_plex: FakePlex) -> None:
     fake_plex.add_item(5, [EPISODE])
     assert (await client.item_parts(5)) is not None
     await client.close()
+
+
+async def test_a_cancelled_connect_closes_its_session(fake_plex: FakePlex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelling `server()` (a listener stopped at start-up) must not strand the thread's session.
+
+    The worker thread goes on connecting after the await is cancelled; before the fix its PlexServer, and
+    with it a pooled socket, was dropped unclosed and left to the garbage collector.
+    """
+    made: list[requests.Session] = []
+    closed: list[requests.Session] = []
+
+    class RecordingSession(requests.Session):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(requests, "Session", RecordingSession)
+    client = PlexClient(fake_plex.url, fake_plex.token, timeout=5)
+    fake_plex.hold = asyncio.Event()
+    connecting = asyncio.create_task(client.server())
+    await wait_until(lambda: fake_plex.calls)  # the thread's request is at Plex, waiting
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    fake_plex.hold.set()  # PlexServer() now completes in its thread, for nobody
+    await wait_until(lambda: len(closed) == len(made) == 1)
+    fake_plex.hold = None
+    assert (await client.item_parts(1)) is None  # and the client still connects afresh
+    await client.close()
+    assert len(closed) == len(made) == 2
 
 
 async def test_sections_are_cached_for_the_ttl(fake_plex: FakePlex) -> None:

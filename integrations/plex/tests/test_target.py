@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from plexapi.server import PlexServer
+from requests import Session
 
 from bridge.config import PathMapEntry, PlexConfig
 from bridge.mappings import MappingStore
@@ -99,8 +100,9 @@ async def test_send_encodes_like_plexapi(sections: None, fake_plex: FakePlex, pl
     fake_plex.calls.clear()
 
     def plexapi_direct() -> None:
-        server = PlexServer(fake_plex.url, fake_plex.token)
-        server.library.sectionByID(1).update(path=f"/data/tv/{SHOW_DIR}")
+        with Session() as session:  # plexapi's own session would be left open for the collector
+            server = PlexServer(fake_plex.url, fake_plex.token, session=session)
+            server.library.sectionByID(1).update(path=f"/data/tv/{SHOW_DIR}")
 
     await asyncio.to_thread(plexapi_direct)
     theirs = fake_plex.calls_to("/library/sections/1/refresh")
