@@ -12,6 +12,16 @@ from bridge.mappings import MappingStore
 from bridge.strm import Library
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Exempt what exists once the tests are collected (modules, test items) from every later collection.
+
+    Those objects live for the whole run; without this, each per-test collection below walks them again
+    (about 100 ms on the development machine, which tripled the run time).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _collect_garbage_after_the_test() -> Iterator[None]:
     """Collect garbage once the test's other fixtures are torn down.

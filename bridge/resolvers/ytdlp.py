@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 from bridge.resolvers._common import Options, is_http_url, parse_expiry, redact_text, redact_url, source_url_of
 from bridge.resolvers.base import EpisodeNotFound, Resolved, ResolverContext, ResolveRequest, ResolverError
@@ -88,6 +88,7 @@ class YtdlpResolver:
             try:
                 info = ydl.extract_info(source, download=False)
             except self._yt_dlp.utils.DownloadError as exc:
+                _close_error_responses(exc)
                 status = _http_status(exc)
                 if status in (404, 410):
                     raise _NotFound(f"page answered {status}") from None
@@ -129,19 +130,40 @@ class YtdlpResolver:
         """Each extraction opens and closes its own YoutubeDL; nothing is kept."""
 
 
-def _http_status(exc: BaseException) -> int | None:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     """yt-dlp wraps the network error a few layers deep (DownloadError → ExtractorError → HTTPError)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        status = getattr(current, "status", None)
-        if isinstance(status, int):
-            return status
+        yield current
         info = getattr(current, "exc_info", None)
         nested = info[1] if isinstance(info, tuple) and len(info) > 1 else None
         current = nested or getattr(current, "cause", None) or current.__cause__ or current.__context__
+
+
+def _http_status(exc: BaseException) -> int | None:
+    for current in _chain(exc):
+        status = getattr(current, "status", None)
+        if isinstance(status, int):
+            return status
     return None
+
+
+def _close_error_responses(exc: BaseException) -> None:
+    """Close the response an HTTP error carries (a 404 page, say).
+
+    yt-dlp leaves that to whoever catches the HTTPError; its generic extractor only wraps it, so the
+    response's connection stayed open, out of its pool, until the garbage collector found it.
+    """
+    for current in _chain(exc):
+        response = getattr(current, "response", None)
+        close = getattr(response, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing a broken connection: nothing left to release
+                pass
 
 
 def _short(text: str, limit: int = 300) -> str:

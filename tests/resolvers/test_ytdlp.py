@@ -1,6 +1,9 @@
 """The ytdlp resolver with the real yt-dlp against the FakeProvider's HTML page on 127.0.0.1."""
 from __future__ import annotations
 
+import asyncio
+import gc
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,6 +51,38 @@ async def test_each_resolve_extracts_again(fake_provider: FakeProvider) -> None:
 async def test_missing_page_is_episode_not_found(fake_provider: FakeProvider) -> None:
     with pytest.raises(EpisodeNotFound, match="404"):
         await YtdlpResolver({}).resolve(make_request(source_url=fake_provider.base_url + "/page/nope"))
+
+
+async def test_a_missing_page_leaves_no_connection_open() -> None:
+    """yt-dlp's HTTPError keeps the 404 response, and with it the connection: the resolver closes it.
+
+    Before the fix the connection stayed open until the garbage collector found it (a ResourceWarning, and
+    an idle socket per failed resolve until then). The collector is off here so it cannot close it for us.
+    """
+    closed_by_client = asyncio.Event()
+
+    async def answer_404(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 9\r\n\r\nnot found")
+        await writer.drain()
+        await reader.read()  # returns at EOF: the client closed its end
+        closed_by_client.set()
+        writer.close()
+
+    server = await asyncio.start_server(answer_404, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gc.disable()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with pytest.raises(EpisodeNotFound, match="404"):
+                await YtdlpResolver({}).resolve(make_request(source_url=f"http://127.0.0.1:{port}/page/nope"))
+            await asyncio.wait_for(closed_by_client.wait(), 3)
+        assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    finally:
+        gc.enable()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_page_without_media_is_a_failure(aiohttp_server: ServerFactory) -> None:
