@@ -62,6 +62,9 @@ MAX_WRITE_BATCH = 32
 """Rows per write batch: large enough that two commits serve many files, small enough that the writer threads
 never idle while a batch is being stored."""
 MAX_COOLDOWN_ENTRIES = 20_000
+EXPIRY_SKEW_SECONDS = 60.0
+"""A 403 this close to the predicted expiry is the expiry (the provider's clock, or an expiry it rounded down),
+not a refusal to back off from: backing off there would leave the episode dead for `backoff_seconds`."""
 """Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 
 
@@ -218,9 +221,9 @@ class RefreshPipeline:
         return done
 
     # ---- decisions ---------------------------------------------------------------------------------
-    def _expired(self, mapping: Mapping) -> bool:
+    def _expired(self, mapping: Mapping, slack: float = 0.0) -> bool:
         expires = mapping.get("expires_at")
-        return bool(expires) and to_epoch(expires) <= time.time()
+        return bool(expires) and to_epoch(expires) - slack <= time.time()
 
     def _gate(self, mapping: Mapping, force: bool) -> RefreshOutcome | None:
         mapping_id = mapping["id"]
@@ -244,8 +247,8 @@ class RefreshPipeline:
         if status in ("dead", "other"):
             return "resolve", f"current URL answered {result.http_status}" + (f" ({result.error})" if result.error else "")
         if status == "forbidden":
-            if self._expired(mapping) or not mapping.get("expires_at"):
-                return "resolve", "403 and the URL is past its predicted expiry"
+            if self._expired(mapping, EXPIRY_SKEW_SECONDS) or not mapping.get("expires_at"):
+                return "resolve", "403 and the URL is past (or within a minute of) its predicted expiry"
             return "backoff", "403 before the predicted expiry: likely rate limiting or egress binding"
         if status == "rate_limited":
             return "backoff", "429 from the provider"

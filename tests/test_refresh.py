@@ -12,6 +12,7 @@ from bridge.mappings import MappingStore
 from bridge.resolvers.base import Resolved
 from bridge.resolvers.registry import create_resolver
 from bridge.strm import Library, read_strm
+from bridge.timeutil import from_epoch
 from tests.fakes.provider import FakeProvider
 from tests.refresh_helpers import ScriptedResolver, add_mapping, failing, http_resolver, pipeline
 
@@ -80,6 +81,17 @@ async def test_403_before_predicted_expiry_backs_off(store, library, library_roo
     assert again.outcome == "backoff"
     assert fake_provider.resolve_calls == []
     assert read_strm(m["strm_path"]) == m["resolved_url"]
+
+
+async def test_403_within_clock_skew_of_the_expiry_is_the_expiry(store, library, library_root, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    """A provider whose clock runs 30 s ahead (or that rounds its expiry down) refuses the link 30 s early."""
+    m = add_mapping(store, library_root, fake_provider, 1, expired=False, expires_at=from_epoch(time.time() + 30))
+    fake_provider.expire_all()
+    p = pipeline(store, library, [http_resolver(fake_provider)])
+    outcome = await p.refresh(m["id"], trigger="manual", reason="manual")
+    await p.close()
+    assert outcome.outcome == "refreshed" and len(fake_provider.resolve_calls) == 1
+    assert read_strm(m["strm_path"]) != m["resolved_url"]
 
 
 async def test_429_backs_off_honouring_retry_after(store, library, library_root) -> None:  # type: ignore[no-untyped-def]
