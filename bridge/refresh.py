@@ -640,8 +640,15 @@ class RefreshPipeline:
         raise _Failed(outcome, "; ".join(errors) or "no resolver could run")
 
     # ---- crash recovery ----------------------------------------------------------------------------
-    def recover(self) -> list[dict[str, Any]]:
-        """Reconcile rows a crash left `refreshing`: adopt the URL the file now holds, or restore the state."""
+    async def recover(self) -> list[dict[str, Any]]:
+        """Reconcile rows a crash left `refreshing`: adopt the URL the file now holds, or restore the state.
+
+        A file replaced before the crash changed after its media servers last read it, and its rescans were to be
+        queued in the commit the crash prevented: they are queued now, with the adopted row. Without them the
+        server keeps playing the old, dead URL it cached, and the next failure finds the file's link alive.
+        A file holding the bridge's own /play/ link was never written (only its row takes new URLs): the row keeps
+        the URL the link leads to.
+        """
         report = []
         for mapping in self.store.search(state="refreshing", limit=100_000)[0]:
             path = mapping["strm_path"]
@@ -656,11 +663,16 @@ class RefreshPipeline:
                     validate_url(current)
                 except InvalidUrl:
                     current = None
+            adopt = bool(current) and current != mapping.get("resolved_url") and play_link_id(current) is None
+            fields = {"resolved_url": current, "resolved_at": now_iso(), "expires_at": expiry_iso(current),
+                      "state": "ok", "fail_count": 0} if adopt and current else {}
+            rescans: list[tuple[str, str]] = []
+            if adopt and self.on_rewritten is not None:
+                # uncommitted, so they land with the row below; a crash before that commit recovers it all again
+                rescans = await self.on_rewritten({**mapping, **fields})
             with atomic(self.store.conn):
-                if current and current != mapping.get("resolved_url"):
-                    self.store.update(mapping["id"], {"resolved_url": current, "resolved_at": now_iso(),
-                                                      "expires_at": expiry_iso(current), "state": "ok",
-                                                      "fail_count": 0}, commit=False)
+                if adopt:
+                    self.store.update(mapping["id"], fields, commit=False)
                     self.store.log_refresh(mapping["id"], trigger="recovery", reason="restart after crash",
                                            outcome="recovered", old_url=mapping.get("resolved_url"),
                                            new_url=current, commit=False)
@@ -671,7 +683,8 @@ class RefreshPipeline:
                 else:
                     self.store.update(mapping["id"], {"state": "unknown"}, commit=False)
                     action = "restored"
-            report.append({"mapping_id": mapping["id"], "action": action, "temp_files_removed": removed})
+            report.append({"mapping_id": mapping["id"], "action": action, "temp_files_removed": removed,
+                           "rescans": rescans})
         return report
 
 

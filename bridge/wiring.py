@@ -133,7 +133,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     async def start() -> None:
         add_probe_observer(services.metrics.probe)
         checkpointer.start(db.conn)
-        recovered = services.pipeline.recover()
+        recovered = await services.pipeline.recover()
         if recovered:
             log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
         held = services.holding.recover()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from bridge.mappings import MappingStore
 from tests.fakes.provider import FakeProvider
@@ -18,13 +19,17 @@ url = "{provider.base_url}/resolve"
 """
 
 
-def plant_expired(provider: FakeProvider, store: MappingStore, path: Path, slug: str, episode: int) -> str:
-    """An episode the provider has, whose .strm and mapping hold a URL that expired two minutes ago."""
+def plant_expired(provider: FakeProvider, store: MappingStore, path: Path, slug: str, episode: int,
+                  **fields: Any) -> str:
+    """An episode the provider has, whose .strm and mapping hold a URL that expired two minutes ago.
+
+    `fields` go into the row too (a Jellyfin item id; `expires_at=None` when re-planting a healed row)."""
     key = f"{slug}/1/{episode}"
-    provider.add_episode(key)
+    if not provider.has_episode(key):  # re-planting keeps its bytes: 64 kB of hashing per episode
+        provider.add_episode(key)
     expired = provider.sign(key, expires_at=time.time() - 120)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(expired + "\n")
     store.upsert({"strm_path": str(path), "resolved_url": expired, "site": "fake", "slug": slug, "season": 1,
-                  "episode": episode, "language": "German Dub", "state": "ok"})
+                  "episode": episode, "language": "German Dub", "state": "ok", **fields})
     return expired
