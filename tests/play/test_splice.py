@@ -47,3 +47,20 @@ async def test_player_leaving_mid_splice_leaves_the_bridge_serving(make_bridge: 
             assert len(await response.content.readexactly(4096)) == 4096  # then hang up mid-body
     async with aiohttp.ClientSession() as session, session.get(link) as response:
         assert await response.read() == original
+
+
+async def test_upstream_stall_mid_splice_delivers_the_pipe_then_resumes(make_bridge: BridgeFactory,
+                                                                         media: Media) -> None:
+    """The upstream goes quiet mid-body (connection open, no bytes): what the pipe holds still reaches the
+    player, and the rest comes from a Range request at the exact byte, so the body is whole and byte-exact."""
+    bridge = await make_bridge("proxy")
+    mapping = bridge.plant("show-2-4", media.mp4_dir, "episode.mp4", ttl=4)
+    bridge.provider.streams["show-2-4"].stall_after = 900_000  # silent until the token has expired
+    session = bridge.services.play.session
+    session._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=0.5)  # a short stall deadline
+    original = (media.mp4_dir / "episode.mp4").read_bytes()
+    async with aiohttp.ClientSession() as client, client.get(bridge.link(mapping["id"])) as response:
+        assert await response.read() == original
+    assert bridge.provider.stalls == 1
+    assert bridge.services.play.stats["resumes"] == 1
+    assert bridge.services.play.stats["spliced_bytes"] >= 900_000
