@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+SPLICE_MIN_BYTES = 4 * 1024 * 1024
+"""Smaller bodies (HLS segments, a player's probing ranges) are copied by the loop instead: a spliced upstream
+connection cannot go back to the pool, and a new connection plus its close cost more than copying a few MiB."""
 PIPE_BYTES = 1024 * 1024
 """Pipe capacity asked for (the unprivileged maximum by default); fewer, larger splices."""
 _F_SETPIPE_SZ = 1031
@@ -49,7 +52,7 @@ def _plain_socket(transport: asyncio.BaseTransport | None) -> int | None:
 def can_splice(request: web.Request, response: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
     """Only a plain body with a known length, between two unencrypted TCP sockets, takes the fast path."""
     if not hasattr(os, "splice") or request.method != "GET" or out.chunked or out.content_length is None \
-            or response.content_length is None:
+            or response.content_length is None or response.content_length < SPLICE_MIN_BYTES:
         return False
     if "Content-Encoding" in response.headers or "Transfer-Encoding" in response.headers:
         return False
