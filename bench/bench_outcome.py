@@ -96,7 +96,6 @@ class CachingJellyfin(FakeJellyfin):
         super().__init__(*args, **kwargs)
         self.cached: dict[str, str] = {}
         self.paths: dict[str, str] = {}
-        self.refreshed_at: dict[str, list[float]] = {}
 
     def scan(self, key: str, path: str) -> None:
         self.paths[key] = path
@@ -107,7 +106,6 @@ class CachingJellyfin(FakeJellyfin):
         if response.status == 204:
             key = guid(groups[0])
             self.cached[key] = read_strm(self.paths[key]) or self.cached[key]
-            self.refreshed_at.setdefault(key, []).append(time.monotonic())
         return response
 
 
@@ -133,7 +131,7 @@ class World:
     failed_header: int = 0
     dead_links: set[str] = field(default_factory=set)
     failures: list[tuple[float, int, str]] = field(default_factory=list)
-    """(time, episode, link) of each failed press on a link without a header requirement (for --explain)."""
+    """(wall-clock time, episode, link) of each failed press on a link without a header requirement."""
     """Distinct dead links that presses on episodes without a header requirement ran into."""
     bridge_bytes: int = 0
     header_episodes: set[int] = field(default_factory=set)
@@ -240,7 +238,7 @@ async def press(world: World, session: aiohttp.ClientSession, play: Play, device
             world.failed_header += 1
         else:
             world.dead_links.add(met)
-            world.failures.append((time.monotonic(), play.episode, met))
+            world.failures.append((time.time(), play.episode, met))
     if hooks:
         stop_at = position if not ok else position + 600
         async with session.post(hooks, data=webhook("stop", item, device, stop_at), headers=headers) as r:
@@ -289,6 +287,7 @@ async def amain(args: argparse.Namespace) -> None:
               f"{len(trace)} plays ({len(trace) - between} first plays, {between} resumes), link TTL {args.ttl:g} s = 4 h, "
               f"{args.days} days = {week:.0f} s; all modes side by side")
         started = time.monotonic()
+        started_wall = time.time()
         await asyncio.gather(*(run_world(w, trace, started, args.retry_gap) for w in worlds))
         print(f"    ran {time.monotonic() - started:.0f} s")
         print(f"    {'mode':<16}{'presses':>8}{'failed':>8}{' (Referer)':>11}{'expiries met':>14}{'failed/expiry':>15}"
@@ -302,17 +301,22 @@ async def amain(args: argparse.Namespace) -> None:
         print("    heal: from a failed press to Jellyfin's item refresh that gives it the new URL (reactive modes)")
         if args.explain:
             for w in worlds:
-                explain(w, started)
+                explain(w, started_wall)
         for w in worlds:
             await close_world(w)
             if w.services is not None:
                 await w.services.stop()
 
 
+def refreshes_of(world: World, item: str) -> list[float]:
+    """Wall-clock times at which the simulated Jellyfin refreshed `item` (re-read its .strm)."""
+    return [at for key, at in world.jellyfin.refreshed_at if key == item]
+
+
 def heal_figures(world: World) -> str:
     latencies = []
     for at, episode, _ in world.failures:
-        after = [t for t in world.jellyfin.refreshed_at.get(world.items[episode], []) if t >= at]
+        after = [t for t in refreshes_of(world, world.items[episode]) if t >= at]
         if after:
             latencies.append(after[0] - at)
     if not latencies:
@@ -345,7 +349,7 @@ def explain(world: World, started: float) -> None:
         if len(presses) > 1:
             times = ", ".join(f"{at:.2f}" for at, _ in presses)
             item = world.items[presses[0][1]]
-            refreshes = [at - started for at in world.jellyfin.refreshed_at.get(item, []) if at - started >= presses[0][0]]
+            refreshes = [at - started for at in refreshes_of(world, item) if at - started >= presses[0][0]]
             heal = f"; Jellyfin refreshed it {refreshes[0] - presses[0][0]:.2f} s after the first" if refreshes else ""
             print(f"    {world.mode}: episode {presses[0][1]} failed {len(presses)} presses on one link at {times} s{heal}")
             if not refreshes and world.services is not None:
