@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.play import splice
 from tests.appfactory import AUTH
 from tests.play.conftest import Bridge, BridgeFactory
 from tests.play.media import Media
@@ -17,7 +19,9 @@ async def scrape(bridge: Bridge) -> dict[tuple[str, tuple[tuple[str, str], ...]]
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-async def test_play_counters_move_with_what_the_bridge_did(make_bridge: BridgeFactory, media: Media) -> None:
+async def test_play_counters_move_with_what_the_bridge_did(make_bridge: BridgeFactory, media: Media,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(splice, "SPLICE_MIN_BYTES", 0)  # the ~2 MB test episode takes the zero-copy path too
     bridge = await make_bridge("auto")
     plain = bridge.plant("show-3-1", media.mp4_dir, "episode.mp4")
     bound = bridge.plant("show-3-2", media.mp4_dir, "episode.mp4", referer="https://embed.example/e/3-2")
