@@ -42,12 +42,8 @@ KEPT_OWN_LINK = "kept_own_link"
 """Write result for a file holding the bridge's own /play/ link: never overwritten by a direct URL."""
 
 
-def holds_own_link(path: str) -> bool:
-    """Whether the .strm holds a bridge stable link; a file that cannot be read is left to the writer's checks."""
-    try:
-        return play_link_id(read_strm(path)) is not None
-    except (OSError, ValueError):
-        return False
+class _HoldsOwnLink(Exception):
+    """Ends a write whose file holds the bridge's own /play/ link: left as it is, and not a failure."""
 
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
@@ -496,12 +492,12 @@ class RefreshPipeline:
         results: list[bool | BaseException] = []
         for write in chunk:
             try:
-                if holds_own_link(write.mapping["strm_path"]):
-                    results.append(KEPT_OWN_LINK)  # the file points at /play/: only the row takes the new URL
-                    continue
-                # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped
+                # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped;
+                # the one read left is `keep`'s, on the write's own folder descriptor right before the write
                 results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False,
                                                   create=False, keep=self._kept))
+            except _HoldsOwnLink:
+                results.append(KEPT_OWN_LINK)  # the file points at /play/: only the row takes the new URL
             except Exception as exc:
                 results.append(exc)
         return results
@@ -522,7 +518,13 @@ class RefreshPipeline:
         }
 
     def _kept(self, current_url: str) -> bool:
-        """Runs in a writer thread on what the file holds right before the write: True leaves it alone."""
+        """Runs in a writer thread on what the file holds right before the write: True leaves it alone.
+
+        A stable link of the bridge's own is never replaced by a direct URL either, but that is the expected
+        case rather than a refusal: `_HoldsOwnLink` ends the write without a KeptLink.
+        """
+        if play_link_id(current_url) is not None:
+            raise _HoldsOwnLink
         return not self.links.owned(current_url)
 
     def _write_failed(self, write: _Write, exc: BaseException) -> RefreshOutcome:

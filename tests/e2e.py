@@ -1,9 +1,10 @@
-"""Shared pieces of the end-to-end tests: a bridge wired to the fake provider, and expired episodes on disk."""
+"""Shared pieces of the end-to-end tests: a bridge wired to the fake provider, expired episodes on disk, polling."""
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bridge.mappings import MappingStore
 from tests.fakes.provider import FakeProvider
@@ -33,3 +34,15 @@ def plant_expired(provider: FakeProvider, store: MappingStore, path: Path, slug:
     store.upsert({"strm_path": str(path), "resolved_url": expired, "site": "fake", "slug": slug, "season": 1,
                   "episode": episode, "language": "German Dub", "state": "ok", **fields})
     return expired
+
+
+async def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """`check()`'s first true value, polled every 50 ms: for what a background task (the watcher) does on its own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
