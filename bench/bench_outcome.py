@@ -50,7 +50,7 @@ add_repo_to_path()
 from bridge.app import create_app  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.strm import read_strm  # noqa: E402
-from bridge.timeutil import from_epoch  # noqa: E402
+from bridge.timeutil import from_epoch, to_epoch  # noqa: E402
 from bridge.wiring import build_services  # noqa: E402
 from tests.fakes.jellyfin import FakeJellyfin, guid  # noqa: E402
 from tests.fakes.loopback import serve  # noqa: E402
@@ -328,8 +328,6 @@ def heal_figures(world: World) -> str:
 def explain(world: World, started: float) -> None:
     """Every dead link that failed more than one press, with the press times: what a second failure waited on."""
     if world.services is not None:
-        from bridge.timeutil import to_epoch
-
         conn = world.services.db.conn
         stages: dict[str, list[float]] = {"stop stored -> processed": [], "refresh started -> finished": []}
         for received, processed in conn.execute(

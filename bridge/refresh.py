@@ -58,10 +58,10 @@ MAX_WRITE_BATCH = 32
 """Rows per write batch: large enough that two commits serve many files, small enough that the writer threads
 never idle while a batch is being stored."""
 MAX_COOLDOWN_ENTRIES = 20_000
+"""Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 EXPIRY_SKEW_SECONDS = 60.0
 """A 403 this close to the predicted expiry is the expiry (the provider's clock, or an expiry it rounded down),
 not a refusal to back off from: backing off there would leave the episode dead for `backoff_seconds`."""
-"""Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
 
 
 @dataclass
