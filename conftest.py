@@ -37,3 +37,13 @@ def store(db) -> MappingStore:
 
 
 from tests.fakes.provider_fixture import fake_provider  # noqa: E402,F401  (shared fixture)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The crash test's figures (the README's Reliability section), after the run; the fuzz ones print their own."""
+    from tests.fuzz import figures
+
+    if figures.NOTES:
+        terminalreporter.section("crash figures")
+        for name, line in sorted(figures.NOTES.items()):
+            terminalreporter.write_line(f"{name}: {line}")

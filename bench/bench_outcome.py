@@ -9,7 +9,13 @@ item refresh. It sends the webhook plugin's PlaybackStart/PlaybackStop for every
 
 Time: a link TTL of `--ttl` seconds stands for 4 hours, so a week is 42 TTLs. The trace: every episode is first
 played at a random moment, most are resumed 1-3 times after random gaps (mostly longer than a TTL: the common
-failure is a failed resume). A failed press is pressed again after `--retry-gap` (up to 3 presses).
+failure is a failed resume). A failed press is pressed again after `--retry-gap` (up to 3 presses; 2 s by
+default: the player's error has to be read and dismissed first). The gap is real time, not compressed: it is
+what the heal has to beat, and the heal's own latency (failed press to Jellyfin's item refresh) is printed
+beside it, so a slower bridge shows as a higher p99 long before it shows as failures. Each
+episode has one viewer on one device: a resume due while the previous play is still being pressed starts right
+after it (one person does not press play twice at once; two presses in the same instant would both meet the
+dead link before any failure had been reported, which no reactive heal can prevent).
 
 Modes: no bridge (files keep the first URL), reactive heal only, reactive with `detector.probe_on_start`, the
 proactive sweep (reactive too), stable redirect, stable proxy, auto (files converted to /play/ links).
@@ -18,7 +24,8 @@ which no .strm rewrite can fix), expiries met (distinct dead links a press ran i
 expiry, resolver calls, bytes through the bridge.
 Targets (links without a header requirement): 0 failed presses in stable and auto modes and with the sweep;
 at most 1 per expiry with reactive heal alone.
-Usage: python bench/bench_outcome.py [--episodes 240] [--ttl 4] [--days 7] [--seed 7]
+Usage: python bench/bench_outcome.py [--episodes 240] [--ttl 4] [--days 7] [--seed 7] [--retry-gap 2]
+       [--modes reactive,auto] [--explain]
 """
 from __future__ import annotations
 
@@ -36,14 +43,14 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from benchutil import REPO, add_repo_to_path
+from benchutil import REPO, add_repo_to_path, percentile
 
 add_repo_to_path()
 
 from bridge.app import create_app  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.strm import read_strm  # noqa: E402
-from bridge.timeutil import from_epoch  # noqa: E402
+from bridge.timeutil import from_epoch, to_epoch  # noqa: E402
 from bridge.wiring import build_services  # noqa: E402
 from tests.fakes.jellyfin import FakeJellyfin, guid  # noqa: E402
 from tests.fakes.loopback import serve  # noqa: E402
@@ -123,6 +130,8 @@ class World:
     failed: int = 0
     failed_header: int = 0
     dead_links: set[str] = field(default_factory=set)
+    failures: list[tuple[float, int, str]] = field(default_factory=list)
+    """(wall-clock time, episode, link) of each failed press on a link without a header requirement."""
     """Distinct dead links that presses on episodes without a header requirement ran into."""
     bridge_bytes: int = 0
     header_episodes: set[int] = field(default_factory=set)
@@ -134,7 +143,7 @@ async def build_world(mode: str, base: Path, episodes: int, ttl: float, media: P
     jellyfin = await CachingJellyfin(api_key=JF_KEY).start()
     root = base / "library"
     world = World(mode, provider, jellyfin, [])
-    exp = time.time() + ttl
+    exp = int(time.time() + ttl)  # whole seconds, as the provider signs it
     files = []
     for episode in range(episodes):
         season, number = episode // 24 + 1, episode % 24 + 1
@@ -229,6 +238,7 @@ async def press(world: World, session: aiohttp.ClientSession, play: Play, device
             world.failed_header += 1
         else:
             world.dead_links.add(met)
+            world.failures.append((time.time(), play.episode, met))
     if hooks:
         stop_at = position if not ok else position + 600
         async with session.post(hooks, data=webhook("stop", item, device, stop_at), headers=headers) as r:
@@ -237,16 +247,21 @@ async def press(world: World, session: aiohttp.ClientSession, play: Play, device
 
 
 async def run_world(world: World, trace: list[Play], started: float, retry_gap: float) -> None:
+    """One viewer per episode: a resume starts once the viewer's previous play of it is over (retries included)."""
+    by_episode: dict[int, list[Play]] = {}
+    for play in trace:
+        by_episode.setdefault(play.episode, []).append(play)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        async def viewer(play: Play) -> None:
-            await asyncio.sleep(max(0.0, started + play.at - time.monotonic()))
+        async def viewer(plays: list[Play]) -> None:
             device = uuid.uuid4().hex
-            for _ in range(3):
-                if await press(world, session, play, device):
-                    return
-                await asyncio.sleep(retry_gap)
+            for play in plays:
+                await asyncio.sleep(max(0.0, started + play.at - time.monotonic()))
+                for _ in range(3):
+                    if await press(world, session, play, device):
+                        break
+                    await asyncio.sleep(retry_gap)
 
-        await asyncio.gather(*(viewer(p) for p in trace))
+        await asyncio.gather(*(viewer(plays) for plays in by_episode.values()))
 
 
 async def close_world(world: World) -> None:
@@ -264,27 +279,85 @@ async def amain(args: argparse.Namespace) -> None:
         media = Path(tmp) / "media"
         media.mkdir()
         (media / "e.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + random.Random(1).randbytes(EPISODE_BYTES - 12))
+        modes = [m for m in MODES if not args.modes or m in args.modes.split(",")]
         worlds = [await build_world(mode, Path(tmp) / mode.replace(" ", "_"), args.episodes, args.ttl, media)
-                  for mode in MODES]
+                  for mode in modes]
         between = sum(1 for p in trace if p.offset)
         print(f"the viewer's week: {args.episodes} episodes ({len(worlds[0].header_episodes)} need a Referer), "
               f"{len(trace)} plays ({len(trace) - between} first plays, {between} resumes), link TTL {args.ttl:g} s = 4 h, "
               f"{args.days} days = {week:.0f} s; all modes side by side")
         started = time.monotonic()
+        started_wall = time.time()
         await asyncio.gather(*(run_world(w, trace, started, args.retry_gap) for w in worlds))
         print(f"    ran {time.monotonic() - started:.0f} s")
         print(f"    {'mode':<16}{'presses':>8}{'failed':>8}{' (Referer)':>11}{'expiries met':>14}{'failed/expiry':>15}"
-              f"{'resolver calls':>16}{'bridge MB':>11}")
+              f"{'resolver calls':>16}{'bridge MB':>11}{'heal p50/p99 s':>16}")
         for w in worlds:
             plain_failed = w.failed - w.failed_header
             per = (plain_failed / len(w.dead_links)) if w.dead_links else 0.0
             print(f"    {w.mode:<16}{w.presses:>8}{w.failed:>8}{w.failed_header:>11}{len(w.dead_links):>14}"
-                  f"{per:>15.2f}{len(w.provider.resolve_calls):>16}{w.bridge_bytes / 1e6:>11.1f}")
+                  f"{per:>15.2f}{len(w.provider.resolve_calls):>16}{w.bridge_bytes / 1e6:>11.1f}{heal_figures(w):>16}")
         print("    failed/expiry: failed presses on links without a header requirement per distinct dead link they met")
+        print("    heal: from a failed press to Jellyfin's item refresh that gives it the new URL (reactive modes)")
+        if args.explain:
+            for w in worlds:
+                explain(w, started_wall)
         for w in worlds:
             await close_world(w)
             if w.services is not None:
                 await w.services.stop()
+
+
+def refreshes_of(world: World, item: str) -> list[float]:
+    """Wall-clock times at which the simulated Jellyfin refreshed `item` (re-read its .strm)."""
+    return [at for key, at in world.jellyfin.refreshed_at if key == item]
+
+
+def heal_figures(world: World) -> str:
+    latencies = []
+    for at, episode, _ in world.failures:
+        after = [t for t in refreshes_of(world, world.items[episode]) if t >= at]
+        if after:
+            latencies.append(after[0] - at)
+    if not latencies:
+        return "-"
+    latencies.sort()
+    return f"{percentile(latencies, 0.5):.2f}/{percentile(latencies, 0.99):.2f}"
+
+
+def explain(world: World, started: float) -> None:
+    """Every dead link that failed more than one press, with the press times: what a second failure waited on."""
+    if world.services is not None:
+        conn = world.services.db.conn
+        stages: dict[str, list[float]] = {"stop stored -> processed": [], "refresh started -> finished": []}
+        for received, processed in conn.execute(
+                "select received_at, processed_at from events where kind = 'stop' and outcome = 'refreshed'"):
+            stages["stop stored -> processed"].append(to_epoch(processed) - to_epoch(received))
+        for begun, finished in conn.execute("select started_at, finished_at from refresh_log where outcome = 'refreshed'"):
+            stages["refresh started -> finished"].append(to_epoch(finished) - to_epoch(begun))
+        for stage, values in stages.items():
+            values.sort()
+            if values:
+                print(f"    {world.mode}: {stage}: p50 {percentile(values, 0.5):.3f} s, p99 {percentile(values, 0.99):.3f} s,"
+                      f" max {values[-1]:.3f} s over {len(values)}")
+    by_link: dict[str, list[tuple[float, int]]] = {}
+    for at, episode, link in world.failures:
+        by_link.setdefault(link, []).append((at - started, episode))
+    for link, presses in by_link.items():
+        if len(presses) > 1:
+            times = ", ".join(f"{at:.2f}" for at, _ in presses)
+            item = world.items[presses[0][1]]
+            refreshes = [at - started for at in refreshes_of(world, item) if at - started >= presses[0][0]]
+            heal = f"; Jellyfin refreshed it {refreshes[0] - presses[0][0]:.2f} s after the first" if refreshes else ""
+            print(f"    {world.mode}: episode {presses[0][1]} failed {len(presses)} presses on one link at {times} s{heal}")
+            if not refreshes and world.services is not None:
+                conn = world.services.db.conn
+                events = conn.execute("select kind, outcome, error from events where item_id = ? order by id",
+                                      (item,)).fetchall()
+                row = conn.execute("select id, state from mappings where jellyfin_item_id = ?", (item,)).fetchone()
+                log = world.services.store.refresh_history(row[0]) if row else []
+                print(f"        never healed: mapping {row}, events {events}, refreshes "
+                      f"{[(r['trigger'], r['outcome'], r.get('error')) for r in log]}")
 
 
 def main() -> None:
@@ -292,8 +365,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=240)
     parser.add_argument("--ttl", type=float, default=4.0)
     parser.add_argument("--days", type=float, default=7)
-    parser.add_argument("--retry-gap", type=float, default=0.2)
+    parser.add_argument("--retry-gap", type=float, default=2.0,
+                        help="real seconds before a viewer presses play again after a failure (not compressed)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--modes", default="", help="comma-separated subset of the modes (default: all)")
+    parser.add_argument("--explain", action="store_true", help="list dead links that failed more than one press")
     asyncio.run(amain(parser.parse_args()))
 
 

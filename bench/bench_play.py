@@ -9,23 +9,30 @@
     curl (a C client, like a player) directly and through `/play/{id}` in proxy mode, with 1, 4 and 16
     concurrent streams: the file is split into N equal ranges, one per stream, so every run moves exactly 1 GiB.
     MB/s is 1 GiB over the wall time of the run; CPU s/GB is the serving process's user+system CPU (the origin
-    for direct, the bridge for proxy) per GiB moved. Order direct, proxy, proxy, direct per N.
-    Target: proxy >= 0.9 of direct.
+    for direct, the bridge for proxy) per GiB moved. When nginx is installed (Debian's nginx-light), the same
+    runs go through nginx as a reference reverse proxy (one worker, in-memory buffers, keep-alive upstream):
+    on loopback the second TCP hop's kernel work lands on the same cores as the client and the origin, and
+    nginx shows what that hop costs this machine whoever the proxy is. Order direct, bridge, nginx, nginx,
+    bridge, direct per N. Target: bridge >= 0.9 of direct.
 (c) Time to first byte of a 1 MiB range in the middle of the file, direct and through the proxy (curl's
     time_starttransfer, 40 requests each).
-Usage: python bench/bench_play.py [--requests 20000] [--connections 50] [--size-mib 1024]
+Usage: python bench/bench_play.py [--requests 20000] [--connections 50] [--size-mib 1024] [--parts abc]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +103,58 @@ class Server:
         self.port, self.pid = self.conn.recv()
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu(self.pid)
 
     def stop(self) -> None:
         self.conn.send("stop")
         self.process.join(10)
+
+
+class Nginx:
+    """A reference reverse proxy (nginx, one worker, in-memory buffers): what a second hop costs this machine."""
+
+    def __init__(self, folder: Path, origin_port: int) -> None:
+        self.folder = folder / "nginx"
+        self.folder.mkdir()
+        with socket_bound() as port:
+            self.port = port
+        (self.folder / "nginx.conf").write_text(f"""daemon off; worker_processes 1; pid {self.folder}/pid;
+error_log {self.folder}/error.log; events {{ worker_connections 256; }}
+http {{ access_log off; client_body_temp_path {self.folder}; proxy_temp_path {self.folder};
+  fastcgi_temp_path {self.folder}; uwsgi_temp_path {self.folder}; scgi_temp_path {self.folder};
+  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 32; }}
+  server {{ listen 127.0.0.1:{self.port};
+    location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffers 8 256k; proxy_max_temp_file_size 0; }} }} }}
+""")
+        self.process = subprocess.Popen(["nginx", "-c", str(self.folder / "nginx.conf"), "-p", str(self.folder)])
+        deadline = time.monotonic() + 10
+        while not (self.folder / "pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        self.pid = int((self.folder / "pid").read_text())
+
+    def cpu_seconds(self) -> float:
+        """The worker's CPU (the master only supervises)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return sum(_cpu(int(pid)) for pid in children)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@contextlib.contextmanager
+def socket_bound() -> Iterator[int]:
+    """A free loopback port (nginx binds it right after: the small race is acceptable in a bench)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def play_url(port: int) -> str:
@@ -157,11 +210,67 @@ def ttfb(url: str, size: int, count: int) -> tuple[float, float]:
     return statistics.median(ordered), percentile(ordered, 0.99)
 
 
+def part_redirect(origin_url: str, folder: Path, requests: int, connections: int) -> None:
+    print(f"(a) redirect: {requests} requests, {connections} connections")
+    figures: dict[str, list[tuple[float, float, float]]] = {"bare": [], "bridge": []}
+    for kind in ("bare", "bridge", "bridge", "bare"):
+        server = Server(kind, mode="redirect", location=origin_url, folder=str(folder))
+        url = play_url(server.port)
+        asyncio.run(redirect_round(url, 500, connections))  # warm-up
+        rps, p50, p99 = asyncio.run(redirect_round(url, requests, connections))
+        server.stop()
+        figures[kind].append((rps, p50, p99))
+        print(f"    {kind:<6} {rps:8.0f} req/s   p50 {p50:5.2f} ms   p99 {p99:5.2f} ms")
+    bare = statistics.mean(r for r, _, _ in figures["bare"])
+    bridge = statistics.mean(r for r, _, _ in figures["bridge"])
+    print(f"    ratio bridge/bare {bridge / bare:.2f} (target >= 0.5); bridge p99 "
+          f"{max(p for _, _, p in figures['bridge']):.2f} ms")
+
+
+def part_proxy(origin: Server, origin_url: str, proxy: Server, proxy_url: str, size: int, folder: Path) -> None:
+    print(f"(b) proxy: {size // MIB} MiB file, curl clients; MB/s = MiB moved / wall s; CPU s/GB of the serving process")
+    servers: dict[str, tuple[Any, str]] = {"direct": (origin, origin_url), "bridge": (proxy, proxy_url)}
+    nginx = None
+    if shutil.which("nginx"):
+        nginx = Nginx(folder, origin.port)
+        servers["nginx"] = (nginx, f"http://127.0.0.1:{nginx.port}/f/file.bin")
+    try:
+        for _, url in servers.values():
+            curl_ranges(url, size, 4)  # warm the page cache and every server
+        for streams in (1, 4, 16):
+            runs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
+            for kind in [*servers, *reversed(servers)]:  # direct, bridge, nginx, nginx, bridge, direct
+                server, url = servers[kind]
+                cpu = server.cpu_seconds()
+                elapsed = curl_ranges(url, size, streams)
+                used = server.cpu_seconds() - cpu
+                runs[kind].append((size / MIB / elapsed, used / (size / 1024 ** 3)))
+            mbs = {kind: statistics.mean(r for r, _ in figures) for kind, figures in runs.items()}
+            line = f"    {streams:>2} stream(s):"
+            for kind, figures in runs.items():
+                line += f" {kind} {mbs[kind]:5.0f} MB/s {statistics.mean(c for _, c in figures):.2f} s/GB;"
+            line += f" bridge/direct {mbs['bridge'] / mbs['direct']:.2f} (target >= 0.9)"
+            if nginx is not None:
+                line += f", nginx/direct {mbs['nginx'] / mbs['direct']:.2f}, bridge/nginx {mbs['bridge'] / mbs['nginx']:.2f}"
+            print(line)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+
+
+def part_ttfb(origin_url: str, proxy_url: str, size: int) -> None:
+    print("(c) time to first byte, 1 MiB range from the middle of the file (40 requests)")
+    for kind, url in (("direct", origin_url), ("proxy", proxy_url), ("direct", origin_url), ("proxy", proxy_url)):
+        p50, p99 = ttfb(url, size, 40)
+        print(f"    {kind:<6} p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run, e.g. b")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -175,42 +284,14 @@ def main() -> None:
         origin = Server("origin", file=str(data))
         origin_url = f"http://127.0.0.1:{origin.port}/f/file.bin"
         try:
-            print(f"(a) redirect: {args.requests} requests, {args.connections} connections")
-            figures: dict[str, list[tuple[float, float, float]]] = {"bare": [], "bridge": []}
-            for kind in ("bare", "bridge", "bridge", "bare"):
-                server = Server(kind, mode="redirect", location=origin_url, folder=str(folder))
-                url = play_url(server.port)
-                asyncio.run(redirect_round(url, 500, args.connections))  # warm-up
-                rps, p50, p99 = asyncio.run(redirect_round(url, args.requests, args.connections))
-                server.stop()
-                figures[kind].append((rps, p50, p99))
-                print(f"    {kind:<6} {rps:8.0f} req/s   p50 {p50:5.2f} ms   p99 {p99:5.2f} ms")
-            bare = statistics.mean(r for r, _, _ in figures["bare"])
-            bridge = statistics.mean(r for r, _, _ in figures["bridge"])
-            print(f"    ratio bridge/bare {bridge / bare:.2f} (target >= 0.5); bridge p99 "
-                  f"{max(p for _, _, p in figures['bridge']):.2f} ms")
-
-            print(f"(b) proxy: {size // MIB} MiB file, curl clients; MB/s = MiB moved / wall s")
+            if "a" in args.parts:
+                part_redirect(origin_url, folder, args.requests, args.connections)
             proxy = Server("proxy", mode="proxy", location=origin_url, folder=str(folder))
             proxy_url = play_url(proxy.port)
-            curl_ranges(proxy_url, size, 4)  # warm the page cache and both servers
-            for streams in (1, 4, 16):
-                runs: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
-                for kind in ("direct", "proxy", "proxy", "direct"):
-                    server, url = (origin, origin_url) if kind == "direct" else (proxy, proxy_url)
-                    cpu = server.cpu_seconds()
-                    elapsed = curl_ranges(url, size, streams)
-                    used = server.cpu_seconds() - cpu
-                    runs[kind].append((size / MIB / elapsed, used / (size / 1024 ** 3)))
-                direct_mbs = statistics.mean(r for r, _ in runs["direct"])
-                proxy_mbs = statistics.mean(r for r, _ in runs["proxy"])
-                print(f"    {streams:>2} stream(s): direct {direct_mbs:7.0f} MB/s ({statistics.mean(c for _, c in runs['direct']):.2f}"
-                      f" CPU s/GB origin)   proxy {proxy_mbs:7.0f} MB/s ({statistics.mean(c for _, c in runs['proxy']):.2f}"
-                      f" CPU s/GB bridge)   ratio {proxy_mbs / direct_mbs:.2f} (target >= 0.9)")
-            print("(c) time to first byte, 1 MiB range from the middle of the file (40 requests)")
-            for kind, url in (("direct", origin_url), ("proxy", proxy_url), ("direct", origin_url), ("proxy", proxy_url)):
-                p50, p99 = ttfb(url, size, 40)
-                print(f"    {kind:<6} p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+            if "b" in args.parts:
+                part_proxy(origin, origin_url, proxy, proxy_url, size, folder)
+            if "c" in args.parts:
+                part_ttfb(origin_url, proxy_url, size)
             proxy.stop()
         finally:
             origin.stop()

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from bridge.api import MAX_PAGE
+from bridge.cli_selection import SelectionArgs, selection_options
 from bridge.cli_errors import BridgeGroup, Failed, config_error, debug_enabled, set_debug
 from bridge.config import Config, ConfigError, load_config
 from bridge.locations import find_config
@@ -211,46 +212,15 @@ def mappings_show(config: Config, ref: str, as_json: bool) -> None:
             click.echo(f"  {entry['finished_at']}  {entry['trigger']:<8} {entry['outcome']:<10} {entry['error'] or ''}")
 
 
-def _selection_body(id_: int | None, path: str | None, series: str | None, identity: str | None, stale: bool,
-                    all_: bool, margin: float) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if id_ is not None:
-        body["id"] = id_
-    if path:
-        body["path"] = path
-    if series:
-        parts = series.split("/")
-        if len(parts) not in (2, 3):
-            raise click.BadParameter("use SITE/SLUG or SITE/SLUG/SEASON", param_hint="--series")
-        body["series"] = {"site": parts[0], "slug": parts[1], "season": parts[2] if len(parts) == 3 else None}
-    if identity:
-        parts = identity.split("/")
-        if len(parts) < 4:
-            raise click.BadParameter("use SITE/SLUG/SEASON/EPISODE[/LANGUAGE[/PROVIDER]]", param_hint="--identity")
-        body["identity"] = dict(zip(("site", "slug", "season", "episode", "language", "provider"), parts))
-    if stale:
-        body["stale"] = True
-        body["margin_seconds"] = margin
-    if all_:
-        body["all"] = True
-    return body
-
-
 @main.command()
 @with_config
-@click.option("--id", "id_", type=int, default=None, help="One mapping by id.")
-@click.option("--path", default=None, help="One mapping by .strm path.")
-@click.option("--series", default=None, metavar="SITE/SLUG[/SEASON]", help="Every episode of a series or season.")
-@click.option("--identity", default=None, metavar="SITE/SLUG/S/E[/LANG[/PROVIDER]]", help="One episode by identity.")
-@click.option("--stale", is_flag=True, help="Everything dead, broken, expired or expiring within --margin.")
-@click.option("--margin", type=float, default=0.0, show_default=True, help="Seconds ahead for --stale.")
-@click.option("--all", "all_", is_flag=True, help="Every mapping.")
+@selection_options()
 @click.option("--dry-run", is_flag=True, help="Report what would change; touch nothing.")
 @click.option("--force", is_flag=True, help="Ignore the cooldown and re-resolve even a live URL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar for bulk work (default: on a terminal).")
-def refresh(config: Config, id_: int | None, path: str | None, series: str | None, identity: str | None, stale: bool,
-            margin: float, all_: bool, dry_run: bool, force: bool, as_json: bool, progress: bool | None) -> None:
+def refresh(config: Config, selection_args: SelectionArgs, dry_run: bool, force: bool, as_json: bool,
+            progress: bool | None) -> None:
     """Refresh one mapping, a series, everything stale, or all (runs in this process)."""
     import asyncio
 
@@ -258,7 +228,7 @@ def refresh(config: Config, id_: int | None, path: str | None, series: str | Non
     from bridge.wiring import build_services
 
     try:
-        selection = parse_selection(_selection_body(id_, path, series, identity, stale, all_, margin))
+        selection = parse_selection(selection_args.body())
     except SelectionError as exc:
         raise click.UsageError(str(exc)) from None
     from bridge.startup import check_database_location
@@ -343,4 +313,4 @@ main.add_command(config_group)
 
 from bridge.cli_convert import register as register_convert  # noqa: E402
 
-register_convert(main, with_config, _selection_body)
+register_convert(main, with_config)

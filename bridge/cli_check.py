@@ -8,28 +8,22 @@ from typing import Any
 
 import click
 
-from bridge.cli import _selection_body, with_config
+from bridge.cli import with_config
+from bridge.cli_selection import SelectionArgs, selection_options
 from bridge.config import Config
 
 
 @click.command()
 @with_config
-@click.option("--id", "id_", type=int, default=None, help="One mapping by id.")
-@click.option("--path", default=None, help="One mapping by .strm path.")
-@click.option("--series", default=None, metavar="SITE/SLUG[/SEASON]", help="Every episode of a series or season.")
-@click.option("--identity", default=None, metavar="SITE/SLUG/S/E[/LANG[/PROVIDER]]", help="One episode by identity.")
-@click.option("--stale", is_flag=True, help="Everything dead, broken, expired or expiring within --margin.")
-@click.option("--margin", type=float, default=0.0, show_default=True, help="Seconds ahead for --stale.")
-@click.option("--all", "all_", is_flag=True, help="Every mapping (the default when no selection is given).")
+@selection_options(all_help="Every mapping (the default when no selection is given).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None,
               help="Links probed at once (default: refresh.check_concurrency).")
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=None,
               help="Seconds per probe (default: refresh.probe_timeout_seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def check(config: Config, id_: int | None, path: str | None, series: str | None, identity: str | None, stale: bool,
-          margin: float, all_: bool, concurrency: int | None, timeout: float | None, as_json: bool,
-          progress: bool | None) -> None:
+def check(config: Config, selection_args: SelectionArgs, concurrency: int | None, timeout: float | None,
+          as_json: bool, progress: bool | None) -> None:
     """Probe links and record what they answer, so dead ones show before anyone plays them.
 
     Writes no .strm file and calls no resolver. Exit 0: every checked link answers (or nothing to check);
@@ -43,7 +37,7 @@ def check(config: Config, id_: int | None, path: str | None, series: str | None,
     from bridge.mappings import MappingStore
     from bridge.selection import SelectionError, parse_selection, resolve_selection
 
-    body = _selection_body(id_, path, series, identity, stale, all_, margin) or {"all": True}
+    body = selection_args.body() or {"all": True}
     try:
         selection = parse_selection(body)
     except SelectionError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bridge.cli_errors import Failed, UserError
+from bridge.cli_selection import SelectionArgs, selection_options
 from bridge.config import Config
 
 PUBLIC_URL_MISSING = ("server.public_url is not set: stable links need the address the media server reaches "
@@ -26,21 +27,17 @@ def check_public_url(url: str) -> str:
     return url
 
 
-def register(main: click.Group, with_config: Any, selection_body: Any) -> None:
+def register(main: click.Group, with_config: Any) -> None:
     @main.command("convert")
     @with_config
     @click.option("--to", "to", type=click.Choice(["stable", "direct"]), required=True,
                   help="stable: write /play/ links; direct: write the mapping's current URL back.")
-    @click.option("--id", "id_", type=int, default=None, help="One mapping by id.")
-    @click.option("--path", default=None, help="One mapping by .strm path.")
-    @click.option("--series", default=None, metavar="SITE/SLUG[/SEASON]", help="Every episode of a series or season.")
-    @click.option("--identity", default=None, metavar="SITE/SLUG/S/E[/LANG[/PROVIDER]]", help="One episode.")
-    @click.option("--all", "all_", is_flag=True, help="Every mapping.")
+    @selection_options(stale=False, identity_help="One episode.")
     @click.option("--dry-run", is_flag=True, help="Report what would change; touch nothing.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
     @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-    def convert_cmd(config: Config, to: str, id_: int | None, path: str | None, series: str | None,
-                    identity: str | None, all_: bool, dry_run: bool, as_json: bool, progress: bool | None) -> None:
+    def convert_cmd(config: Config, to: str, selection_args: SelectionArgs, dry_run: bool, as_json: bool,
+                    progress: bool | None) -> None:
         """Rewrite files to their stable links or back (each changed file queues its media-server refresh)."""
         import asyncio
 
@@ -53,7 +50,7 @@ def register(main: click.Group, with_config: Any, selection_body: Any) -> None:
 
         public_url = check_public_url(config.server.public_url) if to == "stable" else config.server.public_url
         try:
-            selection = parse_selection(selection_body(id_, path, series, identity, False, all_, 0.0))
+            selection = parse_selection(selection_args.body())
         except SelectionError as exc:
             raise UserError(f"{exc} (--id, --path, --series, --identity or --all)") from None
         check_database_location(config.database.path)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 from bridge import overrides as series_overrides
+from bridge.links import anibridge_identity
 from bridge.mappings import IDENTITY_FIELDS, Mapping, MappingStore
 from bridge.names import NameInfo, parse_path, parse_release
 from bridge.play.signing import play_link_id
@@ -42,30 +42,6 @@ class ImportReport:
         }
 
 
-def anibridge_identity(url: str) -> dict[str, Any] | None:
-    """Identity from an AniBridge stable link; None when the URL is not one."""
-    parts = urlsplit(url)
-    if not parts.path.rstrip("/").endswith("/strm/stream"):
-        return None
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    if not query.get("slug"):
-        return None
-    try:
-        season = int(query["s"]) if query.get("s") else None
-        episode = int(query["e"]) if query.get("e") else None
-    except ValueError:
-        return None
-    return {
-        "site": query.get("site") or None,
-        "slug": query["slug"],
-        "season": season,
-        "episode": episode,
-        "language": query.get("lang") or None,
-        "provider": query.get("provider") or "",
-        "source_url": url,
-    }
-
-
 def _empty(value: Any) -> bool:
     return value is None or value == ""
 
@@ -88,7 +64,7 @@ def derive_identity(
     download-folder original of a file Sonarr copied): what is stored for that URL counts as stored.
     """
     info = info or parse_path(path)
-    link = anibridge_identity(url) if url else None
+    link = anibridge_identity(url) if url else None  # the classifier's rules: what it keeps is what gives an identity
     layers: list[dict[str, Any]] = [link or {}]
     if stored is not None and not overwrite:
         layers.append(stored)
@@ -100,7 +76,7 @@ def derive_identity(
         identity[name] = next((layer[name] for layer in layers if not _empty(layer.get(name))), None)
     identity["provider"] = identity["provider"] or ""
     if link:
-        identity["source_url"] = link["source_url"]
+        identity["source_url"] = url
     return identity
 
 

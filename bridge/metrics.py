@@ -12,7 +12,7 @@ import time
 from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,36 @@ class DatabaseCollector(Collector):
             yield busy
 
 
+PLAY_COUNTERS = {
+    "forbidden": ("strm_bridge_play_forbidden", "Play requests refused for a missing or wrong signature"),
+    "parts": ("strm_bridge_play_parts", "HLS playlists, segments and keys served through signed part links"),
+    "parts_found_again": ("strm_bridge_play_parts_found_again",
+                          "HLS parts whose upstream link had died, found again by re-reading the playlist"),
+    "retries": ("strm_bridge_play_upstream_retries", "Upstream failures at the start of a request, re-resolved and retried"),
+    "resumes": ("strm_bridge_play_resumes", "Bodies cut off mid-stream and resumed from the exact byte"),
+    "spliced_bytes": ("strm_bridge_play_spliced_bytes", "Body bytes moved by the zero-copy path"),
+}
+
+
+class PlayCollector(Collector):
+    """The stable-link counters, read from the play service's own tally when Prometheus scrapes.
+
+    The play path counts into a plain dict (no label lookup per request); this turns it into counters."""
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = dict(self.stats)
+        plays = CounterMetricFamily("strm_bridge_play_requests", "Requests for /play/ links by the mode that served them",
+                                    labels=["mode"])
+        for mode in ("redirect", "proxy"):
+            plays.add_metric([mode], stats.get(f"plays_{mode}", 0))
+        yield plays
+        for key, (name, documentation) in PLAY_COUNTERS.items():
+            yield CounterMetricFamily(name, documentation, value=stats.get(key, 0))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -89,6 +119,9 @@ class Metrics:
         if self._collector is None:
             self._collector = DatabaseCollector(conn, inflight)
             self.registry.register(self._collector)
+
+    def watch_play(self, stats: dict[str, int]) -> None:
+        self.registry.register(PlayCollector(stats))
 
     def webhook(self, source: str, kind: str, outcome: str = "accepted") -> None:
         """Counted on every webhook: the labelled child is looked up once, not per request."""

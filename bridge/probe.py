@@ -241,19 +241,15 @@ async def _probe(
             method = "GET"
             answer = await _ask(session, "GET", url, _ranged(base_headers), remaining())
         final_url = answer.final_url
-        status = classify_status(answer.code)
-        if status != "alive":
-            retry_after = parse_retry_after(answer.retry_after) if status == "rate_limited" else None
-            return ProbeResult(status, answer.code, answer.final_url, None, elapsed(), retry_after, method)
+        if (refused := _refused(answer, elapsed, method)) is not None:
+            return refused
         kind = media_kind(answer.content_type, answer.data)
         if kind == "unknown":
             method = "GET"
             answer = await _ask(session, "GET", url, _ranged(base_headers), remaining())
             final_url = answer.final_url
-            status = classify_status(answer.code)
-            if status != "alive":
-                retry_after = parse_retry_after(answer.retry_after) if status == "rate_limited" else None
-                return ProbeResult(status, answer.code, answer.final_url, None, elapsed(), retry_after, method)
+            if (refused := _refused(answer, elapsed, method)) is not None:
+                return refused
             kind = media_kind(answer.content_type, answer.data)
         if kind == "hls":
             method = "GET"
@@ -269,6 +265,15 @@ async def _probe(
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return ProbeResult("connection_error", None, url, _describe(exc), elapsed(), method=method)
     return ProbeResult("alive", answer.code, answer.final_url, None, elapsed(), None, method)
+
+
+def _refused(answer: _Answer, elapsed: Callable[[], float], method: str) -> ProbeResult | None:
+    """The result for an answer whose status is not alive (a 429's Retry-After kept); None for a 2xx."""
+    status = classify_status(answer.code)
+    if status == "alive":
+        return None
+    retry_after = parse_retry_after(answer.retry_after) if status == "rate_limited" else None
+    return ProbeResult(status, answer.code, answer.final_url, None, elapsed(), retry_after, method)
 
 
 def _ranged(headers: dict[str, str]) -> dict[str, str]:

@@ -42,12 +42,8 @@ KEPT_OWN_LINK = "kept_own_link"
 """Write result for a file holding the bridge's own /play/ link: never overwritten by a direct URL."""
 
 
-def holds_own_link(path: str) -> bool:
-    """Whether the .strm holds a bridge stable link; a file that cannot be read is left to the writer's checks."""
-    try:
-        return play_link_id(read_strm(path)) is not None
-    except (OSError, ValueError):
-        return False
+class _HoldsOwnLink(Exception):
+    """Ends a write whose file holds the bridge's own /play/ link: left as it is, and not a failure."""
 
 # reasons that mean "the URL is known to be bad or about to be": no need to probe the current one first
 NO_PROBE_REASONS = ("expiring", "expired", "forced")
@@ -63,6 +59,9 @@ MAX_WRITE_BATCH = 32
 never idle while a batch is being stored."""
 MAX_COOLDOWN_ENTRIES = 20_000
 """Bulk jobs refresh far more than this within one cooldown; the oldest simply lose their cooldown early."""
+EXPIRY_SKEW_SECONDS = 60.0
+"""A 403 this close to the predicted expiry is the expiry (the provider's clock, or an expiry it rounded down),
+not a refusal to back off from: backing off there would leave the episode dead for `backoff_seconds`."""
 
 
 @dataclass
@@ -218,9 +217,9 @@ class RefreshPipeline:
         return done
 
     # ---- decisions ---------------------------------------------------------------------------------
-    def _expired(self, mapping: Mapping) -> bool:
+    def _expired(self, mapping: Mapping, slack: float = 0.0) -> bool:
         expires = mapping.get("expires_at")
-        return bool(expires) and to_epoch(expires) <= time.time()
+        return bool(expires) and to_epoch(expires) - slack <= time.time()
 
     def _gate(self, mapping: Mapping, force: bool) -> RefreshOutcome | None:
         mapping_id = mapping["id"]
@@ -244,8 +243,8 @@ class RefreshPipeline:
         if status in ("dead", "other"):
             return "resolve", f"current URL answered {result.http_status}" + (f" ({result.error})" if result.error else "")
         if status == "forbidden":
-            if self._expired(mapping) or not mapping.get("expires_at"):
-                return "resolve", "403 and the URL is past its predicted expiry"
+            if self._expired(mapping, EXPIRY_SKEW_SECONDS) or not mapping.get("expires_at"):
+                return "resolve", "403 and the URL is past (or within a minute of) its predicted expiry"
             return "backoff", "403 before the predicted expiry: likely rate limiting or egress binding"
         if status == "rate_limited":
             return "backoff", "429 from the provider"
@@ -493,12 +492,12 @@ class RefreshPipeline:
         results: list[bool | BaseException] = []
         for write in chunk:
             try:
-                if holds_own_link(write.mapping["strm_path"]):
-                    results.append(KEPT_OWN_LINK)  # the file points at /play/: only the row takes the new URL
-                    continue
-                # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped
+                # the resolver's URL differs from the row's, so the read that spots an unchanged file is skipped;
+                # the one read left is `keep`'s, on the write's own folder descriptor right before the write
                 results.append(self.library.write(write.mapping["strm_path"], write.resolved.url, compare=False,
                                                   create=False, keep=self._kept))
+            except _HoldsOwnLink:
+                results.append(KEPT_OWN_LINK)  # the file points at /play/: only the row takes the new URL
             except Exception as exc:
                 results.append(exc)
         return results
@@ -519,7 +518,13 @@ class RefreshPipeline:
         }
 
     def _kept(self, current_url: str) -> bool:
-        """Runs in a writer thread on what the file holds right before the write: True leaves it alone."""
+        """Runs in a writer thread on what the file holds right before the write: True leaves it alone.
+
+        A stable link of the bridge's own is never replaced by a direct URL either, but that is the expected
+        case rather than a refusal: `_HoldsOwnLink` ends the write without a KeptLink.
+        """
+        if play_link_id(current_url) is not None:
+            raise _HoldsOwnLink
         return not self.links.owned(current_url)
 
     def _write_failed(self, write: _Write, exc: BaseException) -> RefreshOutcome:
@@ -637,8 +642,15 @@ class RefreshPipeline:
         raise _Failed(outcome, "; ".join(errors) or "no resolver could run")
 
     # ---- crash recovery ----------------------------------------------------------------------------
-    def recover(self) -> list[dict[str, Any]]:
-        """Reconcile rows a crash left `refreshing`: adopt the URL the file now holds, or restore the state."""
+    async def recover(self) -> list[dict[str, Any]]:
+        """Reconcile rows a crash left `refreshing`: adopt the URL the file now holds, or restore the state.
+
+        A file replaced before the crash changed after its media servers last read it, and its rescans were to be
+        queued in the commit the crash prevented: they are queued now, with the adopted row. Without them the
+        server keeps playing the old, dead URL it cached, and the next failure finds the file's link alive.
+        A file holding the bridge's own /play/ link was never written (only its row takes new URLs): the row keeps
+        the URL the link leads to.
+        """
         report = []
         for mapping in self.store.search(state="refreshing", limit=100_000)[0]:
             path = mapping["strm_path"]
@@ -653,11 +665,16 @@ class RefreshPipeline:
                     validate_url(current)
                 except InvalidUrl:
                     current = None
+            adopt = bool(current) and current != mapping.get("resolved_url") and play_link_id(current) is None
+            fields = {"resolved_url": current, "resolved_at": now_iso(), "expires_at": expiry_iso(current),
+                      "state": "ok", "fail_count": 0} if adopt and current else {}
+            rescans: list[tuple[str, str]] = []
+            if adopt and self.on_rewritten is not None:
+                # uncommitted, so they land with the row below; a crash before that commit recovers it all again
+                rescans = await self.on_rewritten({**mapping, **fields})
             with atomic(self.store.conn):
-                if current and current != mapping.get("resolved_url"):
-                    self.store.update(mapping["id"], {"resolved_url": current, "resolved_at": now_iso(),
-                                                      "expires_at": expiry_iso(current), "state": "ok",
-                                                      "fail_count": 0}, commit=False)
+                if adopt:
+                    self.store.update(mapping["id"], fields, commit=False)
                     self.store.log_refresh(mapping["id"], trigger="recovery", reason="restart after crash",
                                            outcome="recovered", old_url=mapping.get("resolved_url"),
                                            new_url=current, commit=False)
@@ -668,7 +685,8 @@ class RefreshPipeline:
                 else:
                     self.store.update(mapping["id"], {"state": "unknown"}, commit=False)
                     action = "restored"
-            report.append({"mapping_id": mapping["id"], "action": action, "temp_files_removed": removed})
+            report.append({"mapping_id": mapping["id"], "action": action, "temp_files_removed": removed,
+                           "rescans": rescans})
         return report
 
 

@@ -130,11 +130,12 @@ class RescanQueue:
                 log.warning("rescans held: %s", exc)
                 return 0
         rows = self.db.conn.execute(
-            "select id, target, key, payload, attempts from rescan_queue where due_at <= ? order by due_at limit 100",
+            "select id, target, key, payload, attempts, updated_at from rescan_queue where due_at <= ?"
+            " order by due_at limit 100",
             (now_iso(),),
         ).fetchall()
         accepted = 0
-        for row_id, target_name, key, payload, attempts in rows:
+        for row_id, target_name, key, payload, attempts, read_at in rows:
             target = self.targets.get(target_name)
             if target is None:
                 continue  # target not configured in this run: keep the row for when it is
@@ -147,7 +148,7 @@ class RescanQueue:
                 log.info("rescan %s %s dropped: %s", target_name, key, exc)
                 if self.metrics is not None:
                     self.metrics.rescan(target_name, "dropped")
-                self.db.conn.execute("delete from rescan_queue where id = ?", (row_id,))
+                self._done(row_id, read_at)
             except Exception as exc:  # TargetRetry and anything unexpected: keep it, back off
                 delay = min(self.max_backoff, self.base_backoff * (2 ** attempts))
                 log.warning("rescan %s %s failed (attempt %d), retry in %.0fs: %s", target_name, key, attempts + 1, delay, exc)
@@ -162,11 +163,19 @@ class RescanQueue:
                 self.sent += 1
                 if self.metrics is not None:
                     self.metrics.rescan(target_name, "sent")
-                self.db.conn.execute("delete from rescan_queue where id = ?", (row_id,))
+                self._done(row_id, read_at)
             finally:
                 self._last_sent[target_name] = time.monotonic()
                 self.db.conn.commit()
         return accepted
+
+    def _done(self, row_id: int, read_at: str) -> None:
+        """Drop a row that was sent (or is gone), unless a request coalesced into it while it was being sent.
+
+        That request comes from a file rewritten meanwhile, which the server may have read before the change:
+        it stays queued and goes in the next pass.
+        """
+        self.db.conn.execute("delete from rescan_queue where id = ? and updated_at = ?", (row_id, read_at))
 
     async def flush(self) -> int:
         """Send everything queued now, ignoring debounce (one-shot CLI runs have no worker to wait for)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from bridge.background import BackgroundLoop
 from bridge.mappings import MappingStore
@@ -13,6 +13,16 @@ if TYPE_CHECKING:
     from bridge.health import CheckReport, LinkChecker
 
 log = logging.getLogger(__name__)
+
+
+async def _repeat(step: Callable[[], Awaitable[object]], interval: Callable[[], float], failed: str) -> None:
+    """`step` every `interval()` seconds until cancelled; one that raises is logged, and the loop keeps running."""
+    while True:
+        try:
+            await step()
+        except Exception:  # pragma: no cover - the sweep and the check must keep running
+            log.exception(failed)
+        await asyncio.sleep(interval())
 
 
 class Sweeper:
@@ -46,12 +56,7 @@ class Sweeper:
         return list(outcomes)
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # pragma: no cover - the sweep must keep running
-                log.exception("sweep failed")
-            await asyncio.sleep(self.interval)
+        await _repeat(self.run_once, lambda: self.interval, "sweep failed")
 
     async def check_once(self) -> "CheckReport | None":
         """Probe the rows checked longest ago (never checked first) and record what they answer."""
@@ -65,12 +70,7 @@ class Sweeper:
         return report
 
     async def _check_loop(self) -> None:
-        while True:
-            try:
-                await self.check_once()
-            except Exception:  # pragma: no cover - the check must keep running
-                log.exception("link check failed")
-            await asyncio.sleep(self.check_interval)
+        await _repeat(self.check_once, lambda: self.check_interval, "link check failed")
 
     def start(self) -> None:
         if self.interval > 0:

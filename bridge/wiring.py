@@ -112,6 +112,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
         egress=egress,
     )
     services.play = PlayService(config.play, services.store, services.pipeline, play_secret)
+    services.metrics.watch_play(services.play.stats)
     services.route_adders.append(lambda app, key: services.play.add_routes(app))
     services.jobs = JobRunner(db, services.pipeline, config.refresh.concurrency)
     services.sweeper = Sweeper(services.store, services.pipeline, interval_seconds=config.refresh.sweep_interval_seconds,
@@ -132,7 +133,7 @@ def build_services(config: Config, *, api_token: str | None = None, resolvers: l
     async def start() -> None:
         add_probe_observer(services.metrics.probe)
         checkpointer.start(db.conn)
-        recovered = services.pipeline.recover()
+        recovered = await services.pipeline.recover()
         if recovered:
             log.warning("recovered %d mapping(s) left mid-refresh by a previous run", len(recovered))
         held = services.holding.recover()

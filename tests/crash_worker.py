@@ -1,9 +1,14 @@
-"""A bulk-refresh process for the crash test: `run` starts a forced job over every mapping, `resume` restarts.
+"""Child processes for the crash tests, killed with SIGKILL by the test.
 
-Uses an instant in-process resolver so the process spends its time in the write path, where a kill hurts.
-With `STRM_CRASH_AT=<n>:<step>` (step: write, fsync, replace, fsync_dir or commit) the process stops at the
-n-th such step of the job, says so on stdout and waits to be killed: the kill lands at a point of the job's
-progress, not of the clock.
+`DB ROOT run` starts a forced job over every mapping, `DB ROOT resume` restarts: an instant in-process resolver,
+so the process spends its time in the write path, where a kill hurts. With `STRM_CRASH_AT=<n>:<step>` (step:
+write, fsync, replace, fsync_dir or commit) the process stops at the n-th such step of the job, says so on
+stdout and waits to be killed: the kill lands at a point of the job's progress, not of the clock.
+
+`serve CONFIG` runs the real bridge (the wiring and app `strm-bridge serve` uses) on 127.0.0.1, prints
+`{"port": ...}` once started (crash recovery, replay and resumed jobs begin there), then reads commands on
+stdin: `arm <n>:<step>` installs the same pause from then on (so the mixed-load test kills at the n-th step
+of the load, not of the start-up), `stop` (or end of input) shuts it down cleanly.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 
 from bridge.config import RefreshConfig
 from bridge.db import open_database
@@ -37,6 +44,11 @@ class InstantResolver:
         pass
 
 
+def say(message: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
 def pause_at(spec: str) -> SyscallTrace:
     """Counts the steps of the write path; at the chosen one, reports it and blocks that thread for good."""
     count_text, step = spec.split(":", 1)
@@ -55,8 +67,7 @@ def pause_at(spec: str) -> SyscallTrace:
             seen += 1
             hit = seen == target
         if hit:
-            sys.stdout.write(json.dumps({"paused": step, "at": target, "what": what[:80]}) + "\n")
-            sys.stdout.flush()
+            say({"paused": step, "at": target, "what": what[:80], "thread": threading.current_thread().name})
             time.sleep(3600)
 
     trace.on_event = on_event
@@ -79,7 +90,7 @@ async def main(db_path: str, root: str, mode: str) -> None:
         else:
             await jobs.run(job_id)
     else:
-        recovered = pipeline.recover()
+        recovered = await pipeline.recover()
         resumed = jobs.resume_all()
         while jobs._tasks:
             await asyncio.gather(*list(jobs._tasks.values()))
@@ -87,5 +98,39 @@ async def main(db_path: str, root: str, mode: str) -> None:
     await pipeline.close()
 
 
+async def serve(config_path: str) -> None:
+    """The real app on a loopback port, armed for a kill by a command on stdin."""
+    from aiohttp import web
+
+    from bridge.app import create_app
+    from bridge.config import load_config
+    from bridge.startup import bind_socket
+    from bridge.wiring import build_services
+
+    config = load_config(Path(config_path), env={})
+    sock = bind_socket("127.0.0.1", 0)
+    services = build_services(config)
+    services.egress.add_listener(*sock.getsockname()[:2])  # as `serve` does: never a probe target
+    runner = web.AppRunner(create_app(services), handle_signals=False, access_log=None, shutdown_timeout=2)
+    await runner.setup()  # the services' start: recovery, held webhooks, replay, resumed jobs
+    await web.SockSite(runner, sock).start()
+    say({"port": sock.getsockname()[1], "pid": os.getpid()})
+    loop = asyncio.get_running_loop()
+    with ExitStack() as armed:
+        while True:
+            line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            if line.startswith("arm "):
+                spec = line.removeprefix("arm ")
+                armed.enter_context(pause_at(spec).installed(services.db.conn))
+                say({"armed": spec})
+            elif line in ("stop", ""):
+                break
+        await runner.cleanup()
+    say({"stopped": True})
+
+
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    if sys.argv[1] == "serve":
+        asyncio.run(serve(sys.argv[2]))
+    else:
+        asyncio.run(main(*sys.argv[1:4]))

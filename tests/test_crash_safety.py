@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bridge.db import open_database
 from bridge.mappings import MappingStore
-from bridge.strm import is_temp_name, validate_url
+from tests.crash_checks import check_invariants, temp_files
 
 FILES = 2000
 REPEATS = 20
@@ -34,37 +34,6 @@ def build_library(tmp_path: Path) -> tuple[Path, Path]:
     store.upsert_many(rows)
     store.conn.close()
     return root, db_path
-
-
-def check_invariants(root: Path, db_path: Path) -> tuple[int, int]:
-    """Every .strm holds exactly one valid URL line; every row not marked refreshing matches its file."""
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            assert not name.endswith(".strm") or not is_temp_name(name), path
-            if is_temp_name(name):
-                continue
-            content = Path(path).read_text()
-            assert content.endswith("\n") and content.count("\n") == 1, f"partial file {path}: {content!r}"
-            files[path] = validate_url(content.strip())
-    assert len(files) == FILES
-    store = MappingStore(open_database(db_path, migrate=False))
-    refreshing = mismatched = 0
-    for mapping_id in store.iter_ids():
-        row = store.get(mapping_id)
-        if row["state"] == "refreshing":
-            refreshing += 1
-            continue
-        if files[row["strm_path"]] != row["resolved_url"]:
-            mismatched += 1
-    store.conn.close()
-    assert mismatched == 0, f"{mismatched} rows point at a URL no file holds"
-    return refreshing, len(files)
-
-
-def temp_files(root: Path) -> list[str]:
-    return [n for _, _, names in os.walk(root) for n in names if is_temp_name(n)]
 
 
 STEPS = ("write", "fsync", "replace", "fsync_dir", "commit")
@@ -97,7 +66,7 @@ def test_sigkill_during_bulk_refresh(tmp_path: Path) -> None:
                                                                              proc.stderr.read()[-2000:])
         killed_mid_job += proc.returncode == -signal.SIGKILL
         landed.append((step, at))
-        check_invariants(root, db_path)
+        check_invariants(root, db_path, FILES)
     assert killed_mid_job == REPEATS  # every kill interrupted a running job at its chosen step
     assert {step for step, _ in landed} == set(STEPS)
 
@@ -106,7 +75,7 @@ def test_sigkill_during_bulk_refresh(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report["resumed"]) >= killed_mid_job
-    refreshing, _ = check_invariants(root, db_path)
+    refreshing, _ = check_invariants(root, db_path, FILES)
     assert refreshing == 0
     assert temp_files(root) == []
     store = MappingStore(open_database(db_path))

@@ -334,7 +334,7 @@ url = "{fake_provider.base_url}/resolve"
     assert detail["outcome"] == "alive"
 
 
-def test_recovery_marks_a_row_left_refreshing_whose_file_is_gone_missing(
+async def test_recovery_marks_a_row_left_refreshing_whose_file_is_gone_missing(
         store: MappingStore, library: Library, library_root: Path, fake_provider: FakeProvider) -> None:
     refresher = pipeline(store, library, [])
     gone = add_mapping(store, library_root, fake_provider, 1)
@@ -342,7 +342,7 @@ def test_recovery_marks_a_row_left_refreshing_whose_file_is_gone_missing(
     for row in (gone, kept):
         store.update(row["id"], {"state": "refreshing"})
     os.unlink(gone["strm_path"])
-    report = {item["mapping_id"]: item["action"] for item in refresher.recover()}
+    report = {item["mapping_id"]: item["action"] for item in await refresher.recover()}
     assert report == {gone["id"]: "missing", kept["id"]: "restored"}
     assert store.get(gone["id"])["state"] == "missing" and store.get(kept["id"])["state"] == "unknown"
     assert not os.path.lexists(gone["strm_path"])

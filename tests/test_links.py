@@ -40,6 +40,20 @@ def test_shapes_that_are_not_anibridge_stable_links(url: str) -> None:
     assert LinkRules().classify(url).kind != "anibridge"
 
 
+@pytest.mark.parametrize("url", [TOKEN_LINK, NO_AUTH_LINK, "http://anibridge:8000/strm/stream?slug=x&s=1&e=1"])
+def test_import_takes_an_identity_from_exactly_the_links_the_classifier_keeps(url: str) -> None:
+    """One parser: a link the refresh leaves alone gives the identity and `source_url`; any other gives neither."""
+    from bridge.importer import derive_identity
+
+    identity = derive_identity("/lib/Show (2020)/Season 4/Show - S04E07.strm", url)
+    link = anibridge_identity(url)
+    assert (link is not None) == (LinkRules().classify(url).kind == "anibridge") == ("source_url" in identity)
+    if link is None:
+        assert (identity["slug"], identity["season"], identity["episode"]) == ("show", 4, 7)  # from the name
+    else:
+        assert identity == {**{k: link[k] for k in identity if k != "source_url"}, "source_url": url}
+
+
 def test_classify_kinds() -> None:
     rules = LinkRules(["https://alist.example/d/", r"^https?://zurg\.local(:\d+)?/strm/"],
                       public_url="https://bridge.example.org/sb", host="127.0.0.1", port=8765)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -230,3 +231,15 @@ def test_both_formatters_redact_what_the_filter_missed(monkeypatch) -> None:  # 
             assert "deadbeefcafef00d" in stream.getvalue()
         finally:
             logger.removeHandler(handler)
+
+
+async def test_every_exported_series_is_in_the_readme(tmp_path: Path, library_root: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    """The README's metrics table names every family `/metrics` exports (the docs move with the code)."""
+    services = make_services(tmp_path, "", roots=[library_root])
+    client = await aiohttp_client(create_app(services))
+    text = await (await client.get("/metrics", headers=AUTH)).text()
+    exported = {family.name for family in text_string_to_metric_families(text)
+                if family.name.startswith("strm_bridge_") and not family.name.endswith("_created")}
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    documented = {name.removesuffix("_total") for name in re.findall(r"^\| `(strm_bridge_[a-z_]+)` \|", readme, re.M)}
+    assert exported and exported <= documented, sorted(exported - documented)

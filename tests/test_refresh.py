@@ -12,6 +12,7 @@ from bridge.mappings import MappingStore
 from bridge.resolvers.base import Resolved
 from bridge.resolvers.registry import create_resolver
 from bridge.strm import Library, read_strm
+from bridge.timeutil import from_epoch
 from tests.fakes.provider import FakeProvider
 from tests.refresh_helpers import ScriptedResolver, add_mapping, failing, http_resolver, pipeline
 
@@ -80,6 +81,17 @@ async def test_403_before_predicted_expiry_backs_off(store, library, library_roo
     assert again.outcome == "backoff"
     assert fake_provider.resolve_calls == []
     assert read_strm(m["strm_path"]) == m["resolved_url"]
+
+
+async def test_403_within_clock_skew_of_the_expiry_is_the_expiry(store, library, library_root, fake_provider) -> None:  # type: ignore[no-untyped-def]
+    """A provider whose clock runs 30 s ahead (or that rounds its expiry down) refuses the link 30 s early."""
+    m = add_mapping(store, library_root, fake_provider, 1, expired=False, expires_at=from_epoch(time.time() + 30))
+    fake_provider.expire_all()
+    p = pipeline(store, library, [http_resolver(fake_provider)])
+    outcome = await p.refresh(m["id"], trigger="manual", reason="manual")
+    await p.close()
+    assert outcome.outcome == "refreshed" and len(fake_provider.resolve_calls) == 1
+    assert read_strm(m["strm_path"]) != m["resolved_url"]
 
 
 async def test_429_backs_off_honouring_retry_after(store, library, library_root) -> None:  # type: ignore[no-untyped-def]
@@ -372,11 +384,47 @@ async def test_recover_adopts_url_written_before_crash(store, library, library_r
     store.update(m["id"], {"state": "refreshing"})
     store.update(n["id"], {"state": "refreshing"})  # died before the file was replaced
     p = pipeline(store, library, [])
-    report = p.recover()
+    report = await p.recover()
     assert {r["mapping_id"]: r["action"] for r in report} == {m["id"]: "adopted file URL", n["id"]: "restored"}
     assert store.get(m["id"])["resolved_url"] == fresh and store.get(m["id"])["state"] == "ok"
     assert store.get(n["id"])["resolved_url"] == n["resolved_url"] and store.get(n["id"])["state"] == "unknown"
     assert sorted(p.name for p in Path(m["strm_path"]).parent.iterdir()) == ["S01E01.strm", "S01E02.strm"]
+
+
+async def test_recovery_queues_the_rescans_of_a_file_replaced_before_the_crash(store, library, library_root,  # type: ignore[no-untyped-def]
+                                                                                fake_provider) -> None:
+    """The crash kept the rescans from their commit: without them Jellyfin plays its cached dead URL for good."""
+    from bridge.rescan import RescanQueue
+    from tests.play.test_convert import RecordingTarget
+
+    replaced = add_mapping(store, library_root, fake_provider, 1)
+    untouched = add_mapping(store, library_root, fake_provider, 2)
+    fresh = fake_provider.sign("show/1/1", ttl=3600)
+    Path(replaced["strm_path"]).write_text(fresh + "\n")
+    for row in (replaced, untouched):
+        store.update(row["id"], {"state": "refreshing"})
+    queue = RescanQueue(store.db, {"recorder": RecordingTarget()})
+    p = pipeline(store, library, [])
+    p.on_rewritten = lambda mapping: queue.enqueue_for(mapping, commit=False)
+    report = {r["mapping_id"]: r for r in await p.recover()}
+    assert report[replaced["id"]]["rescans"] == [("recorder", f"item-{replaced['id']}")]
+    assert report[untouched["id"]]["action"] == "restored" and report[untouched["id"]]["rescans"] == []
+    store.conn.rollback()  # nothing left uncommitted: the rescan row came with the adopted row's commit
+    assert [(r["key"], r["payload"]) for r in queue.pending()] == [
+        (f"item-{replaced['id']}", f'{{"path": "{replaced["strm_path"]}"}}')]
+    assert store.get(replaced["id"])["resolved_url"] == fresh
+
+
+async def test_recovery_keeps_the_direct_url_of_a_file_that_holds_its_stable_link(store, library, library_root,  # type: ignore[no-untyped-def]
+                                                                                 fake_provider) -> None:
+    """Such a file is never written (its row takes the new URLs): adopting the /play/ link would make it loop."""
+    row = add_mapping(store, library_root, fake_provider, 1)
+    Path(row["strm_path"]).write_text(f"http://bridge.lan:8765/play/{row['id']}?sig=abc\n")
+    store.update(row["id"], {"state": "refreshing"})
+    p = pipeline(store, library, [])
+    p.on_rewritten = None
+    assert [r["action"] for r in await p.recover()] == ["restored"]
+    assert store.get(row["id"])["resolved_url"] == row["resolved_url"]
 
 
 async def test_a_row_read_before_this_pipeline_refreshed_it_is_read_again(store, library, library_root,  # type: ignore[no-untyped-def]

@@ -1,11 +1,9 @@
 """The folder watcher on real files: AniBridge-style writes, changes, removals, moves, temp files, restarts."""
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
@@ -14,17 +12,7 @@ from bridge.probe import expiry_iso
 from bridge.watch import FolderWatcher
 from tests.anibridge_library import EPISODES, cdn_url, release_name, write_strm
 from tests.appfactory import make_services
-
-
-async def until(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+from tests.e2e import until
 
 
 @pytest.fixture

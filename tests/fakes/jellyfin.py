@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -81,6 +82,8 @@ class FakeJellyfin:
         self.items: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
         self.refreshed: list[tuple[str, dict[str, str]]] = []
+        self.refreshed_at: list[tuple[str, float]] = []
+        """(item, time.time() on arrival) per accepted refresh: a test can tell whether it came after a file changed."""
         self.media_updates: list[dict[str, Any]] = []
         self._fail_status: int | None = None
         self._fail_public = False
@@ -302,6 +305,7 @@ class FakeJellyfin:
         if key not in self.items:
             return self._problem(404, "Not Found", "Item not found.")
         self.refreshed.append((key, {k: v for k, v in request.query.items()}))
+        self.refreshed_at.append((key, time.time()))
         return web.Response(status=204)
 
     async def _media_updated(self, request: web.Request, groups: list[str]) -> web.Response:

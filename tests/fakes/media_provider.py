@@ -58,6 +58,8 @@ class Hit:
     status: int
     range: str | None
     referer: str | None
+    peer: tuple[str, int] | None = None
+    """The client's address and port: two hits from one port came over one (kept-alive) connection."""
 
 
 class MediaProvider:
@@ -123,8 +125,9 @@ class MediaProvider:
     async def _media(self, request: web.Request) -> web.StreamResponse:
         key, path = request.match_info["key"], request.match_info["path"]
         response = await self._answer(request, key, path)
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         self.hits.append(Hit(request.method, key, path, response.status, request.headers.get("Range"),
-                             request.headers.get("Referer")))
+                             request.headers.get("Referer"), tuple(peer[:2]) if peer else None))
         return response
 
     async def _answer(self, request: web.Request, key: str, path: str) -> web.StreamResponse:

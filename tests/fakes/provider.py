@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 from collections import deque
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from aiohttp import web
 
@@ -134,6 +134,9 @@ class FakeProvider:
     def add_episode(self, key: str, content: bytes | None = None) -> None:
         self._episodes[key] = default_content(key) if content is None else content
 
+    def has_episode(self, key: str) -> bool:
+        return key in self._episodes
+
     def remove_episode(self, key: str) -> None:
         self._episodes.pop(key, None)
         self._hls.discard(key)
@@ -158,6 +161,19 @@ class FakeProvider:
         else:
             exp = math.ceil(time.time() + (self.ttl if ttl is None else ttl))
         return self._signed_url(key, exp)
+
+    def issued_exp(self, url: str) -> int | None:
+        """The `exp` of a media URL this provider signed (with its current keys), expired or not; else None."""
+        parts = urlsplit(url)
+        if not url.startswith(self.base_url + "/media/"):
+            return None
+        query = dict(parse_qsl(parts.query))
+        exp_text, sig = query.get("exp", ""), query.get("sig", "")
+        if not exp_text.isdigit() or len(exp_text) > 15:
+            return None
+        key = unquote(parts.path.removeprefix("/media/"))
+        expected = self._signature(key, int(exp_text), self._generation)
+        return int(exp_text) if hmac.compare_digest(expected, sig) else None
 
     def expire_all(self) -> None:
         self._generation += 1

@@ -4,6 +4,12 @@ from __future__ import annotations
 from collections import Counter
 
 RUNS: dict[str, dict[str, object]] = {}
+NOTES: dict[str, str] = {}
+"""Figure lines of other tests (the crash test under mixed load), printed at the end under "crash figures"."""
+
+
+def note(name: str, line: str) -> None:
+    NOTES[name] = line
 
 
 def record(name: str, statuses: Counter[int], seconds: float) -> None:

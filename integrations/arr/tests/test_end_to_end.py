@@ -8,13 +8,12 @@ to refresh the item â†’ Sonarr deletes the file and sends `EpisodeFileDelete` â†
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,24 +23,13 @@ from bridge.strm import read_strm
 from integrations.jellyfin.tests import test_end_to_end as jf
 from tests.anibridge_library import EPISODES, FILM, Episode, release_name
 from tests.appfactory import make_services
-from tests.e2e import refresh_config
+from tests.e2e import refresh_config, until
 from tests.fakes.jellyfin import FakeJellyfin
 from tests.fakes.provider import FakeProvider
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ARR_HOOK = "arr-webhook-token-0123"
 IDENTITY = ("site", "slug", "season", "episode", "language", "provider")
-
-
-async def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
